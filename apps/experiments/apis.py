@@ -1,0 +1,163 @@
+"""REST views for pipelines, runs, metrics, logs and artifacts: validate, call, serialize."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.experiments import selectors, services
+from apps.experiments.serializers import ArtifactSerializer, LogLineSerializer, RunSerializer, RunSubmitSerializer
+from worker.pipelines.base import all_pipelines
+
+
+class PipelineListApi(APIView):
+    @extend_schema(summary="Pipelines with their parameter schemas and dataset kinds", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response([
+            {
+                "name": pipeline.name,
+                "title": pipeline.title,
+                "description": pipeline.description,
+                "params_schema": pipeline.params_schema(),
+                "dataset_kinds": [
+                    {"name": kind.name, "title": kind.title, "description": kind.description}
+                    for kind in pipeline.dataset_kinds
+                ],
+                "builtin_datasets": [f"builtin:{dataset.name}" for dataset in pipeline.builtin_datasets],
+                "default_dataset": f"builtin:{pipeline.default_dataset}" if pipeline.default_dataset else None,
+                "predict_mode": pipeline.predict_mode,
+            }
+            for pipeline in all_pipelines()
+        ])
+
+
+class RunListApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("pipeline", str), OpenApiParameter("status", str), OpenApiParameter("experiment", str),
+            OpenApiParameter("order_by", str, description="created, -created, metric:<key>, -metric:<key>"),
+        ],
+        responses=RunSerializer(many=True),
+    )
+    def get(self, request):
+        runs = selectors.run_list(user=request.user, filters=request.query_params.dict())
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+    @extend_schema(request=RunSubmitSerializer, responses={201: RunSerializer})
+    def post(self, request):
+        payload = RunSubmitSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        run = services.run_submit(user=request.user, **payload.validated_data)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetailApi(APIView):
+    @extend_schema(responses=RunSerializer)
+    def get(self, request, run_id: int):
+        return Response(RunSerializer(selectors.run_get_for_user(user=request.user, run_id=run_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, run_id: int):
+        services.run_delete(run=selectors.run_get_for_user(user=request.user, run_id=run_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunCancelApi(APIView):
+    @extend_schema(request=None, responses=RunSerializer)
+    def post(self, request, run_id: int):
+        run = services.run_cancel(run=selectors.run_get_for_user(user=request.user, run_id=run_id))
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunMetricsApi(APIView):
+    @extend_schema(summary="Metric history: {key: [{step, value, time}, ...]}", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, run_id: int):
+        run = selectors.run_get_for_user(user=request.user, run_id=run_id)
+        return Response(selectors.run_metric_history(run=run))
+
+
+class RunLogsApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("after", int)], responses=LogLineSerializer(many=True))
+    def get(self, request, run_id: int):
+        run = selectors.run_get_for_user(user=request.user, run_id=run_id)
+        after = int(request.query_params.get("after") or 0)
+        return Response(LogLineSerializer(selectors.run_log_lines(run=run, after_id=after), many=True).data)
+
+
+class RunArtifactsApi(APIView):
+    @extend_schema(responses=ArtifactSerializer(many=True))
+    def get(self, request, run_id: int):
+        run = selectors.run_get_for_user(user=request.user, run_id=run_id)
+        return Response(ArtifactSerializer(selectors.run_artifacts(run=run), many=True, context={"request": request}).data)
+
+
+RANGE_PATTERN = re.compile(r"^bytes=(\d*)-(\d*)$")
+CHUNK_SIZE = 64 * 1024
+
+
+class ArtifactDownloadApi(APIView):
+    """The artifact's bytes, to its owner only, with single-range Range requests (resumable downloads)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
+    def get(self, request, artifact_id: int):
+        artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=artifact_id)
+        size = default_storage.size(artifact.storage_path)
+        content_type = mimetypes.guess_type(artifact.name)[0] or "application/octet-stream"
+        byte_range = _parse_range(request.headers.get("Range", ""), size)
+        if byte_range is None:
+            response = FileResponse(default_storage.open(artifact.storage_path, "rb"), content_type=content_type)
+            response["Accept-Ranges"] = "bytes"
+            response["Content-Disposition"] = f'attachment; filename="{artifact.name}"'
+            return response
+        if byte_range == "unsatisfiable":
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        start, end = byte_range
+        response = StreamingHttpResponse(
+            _read_range(artifact.storage_path, start, end), status=206, content_type=content_type
+        )
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+        response["Accept-Ranges"] = "bytes"
+        return response
+
+
+def _parse_range(header: str, size: int):
+    match = RANGE_PATTERN.match(header.strip())
+    if not match:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
+
+
+def _read_range(path: str, start: int, end: int):
+    with default_storage.open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = end - start + 1
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk

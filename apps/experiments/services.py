@@ -1,0 +1,338 @@
+"""Run writes: submit, claim, report, finish, cancel, delete.
+
+Every write made on behalf of an attempt is conditional on (run, attempt) and on the status it expects,
+so a duplicate task message claims nothing and an attempt that lost its run (reaped while it was
+paused, say) cannot write over the one that replaced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.errors import ApiError
+from apps.datasets.models import Dataset
+from apps.datasets.services import builtin_datasets_ensure
+from apps.experiments.events import events_number, events_publish
+from apps.experiments.models import (
+    TERMINAL_STATUSES,
+    Artifact,
+    Experiment,
+    LogLine,
+    Metric,
+    Run,
+    RunStatus,
+    RunStatusChange,
+)
+from dlsite.jobs import enqueue
+from worker.pipelines.base import ParamsError, get_pipeline, pipeline_names
+
+TRAIN_TASK = "worker.tasks.run_train"
+
+
+# Submit --------------------------------------------------------------------------------------------
+
+
+def run_submit(
+    *,
+    user,
+    pipeline: str,
+    params: dict | None = None,
+    dataset: str | int | None = None,
+    experiment: str | None = None,
+    parent: int | None = None,
+    queue: str | None = None,
+) -> Run:
+    """Validate everything, then create a queued run and send it to its queue after commit."""
+    try:
+        pipeline_object = get_pipeline(pipeline)
+    except KeyError:
+        raise ApiError(
+            f"Unknown pipeline {pipeline!r}.", {"pipeline": [f"Expected one of {pipeline_names()}."]}
+        ) from None
+    try:
+        resolved = pipeline_object.resolve_params(params)
+    except ParamsError as error:
+        raise ApiError("Invalid parameters.", {f"params.{key}": value for key, value in error.errors.items()})
+    dataset_row = _dataset_for_run(user=user, pipeline=pipeline_object, reference=dataset)
+    parent_run = None
+    if parent is not None:
+        parent_run = Run.objects.filter(owner=user, pk=parent).first()
+        if parent_run is None:
+            raise ApiError("Unknown parent run.", {"parent": [f"No run {parent} of yours."]})
+        if parent_run.pipeline != pipeline:
+            raise ApiError("Parent run is of another pipeline.", {"parent": [f"Run {parent} is a {parent_run.pipeline} run."]})
+    queue = queue or "training"
+    if queue not in settings.QUEUES:
+        raise ApiError("Unknown queue.", {"queue": [f"Expected one of {list(settings.QUEUES)}."]})
+
+    with transaction.atomic():
+        experiment_row, _ = Experiment.objects.get_or_create(
+            owner=user, name=experiment or pipeline, defaults={"pipeline": pipeline}
+        )
+        if experiment_row.pipeline != pipeline:
+            raise ApiError(
+                "Experiment belongs to another pipeline.",
+                {"experiment": [f"Experiment {experiment_row.name!r} holds {experiment_row.pipeline} runs."]},
+            )
+        run = Run.objects.create(
+            owner=user,
+            experiment=experiment_row,
+            pipeline=pipeline,
+            dataset=dataset_row,
+            params=resolved.model_dump(mode="json"),
+            seed=getattr(resolved, "seed", None),
+            parent=parent_run,
+            queue=queue,
+            status=RunStatus.QUEUED,
+        )
+        RunStatusChange.objects.create(run=run, attempt=run.attempt, to_status=RunStatus.QUEUED, reason="submitted")
+        run_enqueue(run=run)
+    return run
+
+
+def run_enqueue(*, run: Run) -> None:
+    enqueue(TRAIN_TASK, run.pk, run.attempt, queue=run.queue)
+
+
+def _dataset_for_run(*, user, pipeline, reference: str | int | None) -> Dataset | None:
+    if reference in (None, ""):
+        if pipeline.default_dataset is None:
+            return None
+        reference = f"builtin:{pipeline.default_dataset}"
+    if isinstance(reference, str) and reference.startswith("builtin:"):
+        name = reference.removeprefix("builtin:")
+        if pipeline.builtin_dataset(name) is None:
+            choices = [f"builtin:{d.name}" for d in pipeline.builtin_datasets]
+            raise ApiError("Unknown built-in dataset.", {"dataset": [f"{reference!r} is not one of {choices}."]})
+        row = Dataset.objects.filter(source=Dataset.Source.BUILTIN, name=name).first()
+        return row or next(d for d in builtin_datasets_ensure() if d.name == name)
+    try:
+        dataset_id = int(reference)
+    except (TypeError, ValueError):
+        raise ApiError("Invalid dataset.", {"dataset": ["Expected a dataset id or 'builtin:<name>'."]}) from None
+    row = Dataset.objects.filter(owner=user, pk=dataset_id).first()
+    if row is None:
+        raise ApiError("Unknown dataset.", {"dataset": [f"No dataset {dataset_id} of yours."]})
+    if row.status != Dataset.Status.READY:
+        raise ApiError("Dataset not ready.", {"dataset": [f"Dataset {dataset_id} is {row.status}: {row.error}".strip(": ")]})
+    if pipeline.dataset_kind(row.kind) is None:
+        kinds = [kind.name for kind in pipeline.dataset_kinds]
+        raise ApiError("Wrong dataset kind.", {"dataset": [f"Dataset {dataset_id} is {row.kind!r}; {pipeline.name} takes {kinds}."]})
+    return row
+
+
+# Status transitions --------------------------------------------------------------------------------
+
+
+def _transition(
+    *, run_id: int, attempt: int, from_statuses, to_status: str, reason: str = "", **fields
+) -> bool:
+    """Move the run's status if it is still (attempt, one of from_statuses); True if it moved.
+
+    Call inside a transaction: the history row and the status event belong to the same commit.
+    """
+    current = Run.objects.filter(pk=run_id, attempt=attempt, status__in=from_statuses).values_list("status", flat=True).first()
+    if current is None:
+        return False
+    moved = Run.objects.filter(pk=run_id, attempt=attempt, status=current).update(status=to_status, **fields)
+    if not moved:
+        return False
+    RunStatusChange.objects.create(run_id=run_id, attempt=attempt, from_status=current, to_status=to_status, reason=reason)
+    event = {"type": "status", "status": to_status, "attempt": attempt}
+    if reason:
+        event["reason"] = reason
+    events_publish(run_id=run_id, events=[event])
+    return True
+
+
+def run_claim(*, run_id: int, attempt: int, worker: str, code_version: str, package_versions: dict) -> Run | None:
+    """queued -> running for this attempt; None when someone else has it (a duplicate message)."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = _transition(
+            run_id=run_id, attempt=attempt, from_statuses=[RunStatus.QUEUED], to_status=RunStatus.RUNNING,
+            reason=f"claimed by {worker}", worker=worker, started_at=now, heartbeat_at=now,
+            code_version=code_version, package_versions=package_versions,
+        )
+    return Run.objects.select_related("dataset", "owner", "experiment").get(pk=run_id) if claimed else None
+
+
+def run_finish(
+    *, run_id: int, attempt: int, status: str, reason: str = "", error: str = "", traceback: str = "",
+) -> bool:
+    """running -> a terminal status for this attempt."""
+    assert status in TERMINAL_STATUSES, status
+    with transaction.atomic():
+        return _transition(
+            run_id=run_id, attempt=attempt, from_statuses=[RunStatus.RUNNING], to_status=status, reason=reason,
+            finished_at=timezone.now(), error=error, traceback=traceback,
+            **({"progress": 1.0} if status == RunStatus.SUCCEEDED else {}),
+        )
+
+
+def run_succeed(*, run_id: int, attempt: int, model_artifact_id: int | None, metrics: dict) -> bool:
+    """running -> succeeded, and the trained model becomes the next version of its name, atomically."""
+    from apps.registry.services import model_version_create_from_run
+
+    with transaction.atomic():
+        if not run_finish(run_id=run_id, attempt=attempt, status=RunStatus.SUCCEEDED, reason="training finished"):
+            return False
+        run = Run.objects.select_related("experiment", "owner").get(pk=run_id)
+        if model_artifact_id is not None:
+            model_version_create_from_run(run=run, artifact=Artifact.objects.get(pk=model_artifact_id), metrics=metrics)
+    return True
+
+
+def run_requeue(*, run_id: int, attempt: int, reason: str) -> bool:
+    """running -> queued as attempt + 1 (its worker was lost); the old attempt is fenced out."""
+    with transaction.atomic():
+        moved = Run.objects.filter(pk=run_id, attempt=attempt, status=RunStatus.RUNNING).update(
+            status=RunStatus.QUEUED, attempt=attempt + 1, worker="", heartbeat_at=None
+        )
+        if not moved:
+            return False
+        RunStatusChange.objects.create(
+            run_id=run_id, attempt=attempt + 1, from_status=RunStatus.RUNNING, to_status=RunStatus.QUEUED, reason=reason
+        )
+        events_publish(run_id=run_id, events=[{"type": "status", "status": RunStatus.QUEUED, "attempt": attempt + 1, "reason": reason}])
+        run_enqueue(run=Run.objects.get(pk=run_id))
+    return True
+
+
+def run_set_dataset_hash(*, run_id: int, attempt: int, dataset_hash: str) -> None:
+    Run.objects.filter(pk=run_id, attempt=attempt).update(dataset_hash=dataset_hash)
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Queued runs stop at once; running ones at their next batch (the worker sees the flag)."""
+    with transaction.atomic():
+        if run.status == RunStatus.QUEUED:
+            _transition(
+                run_id=run.pk, attempt=run.attempt, from_statuses=[RunStatus.QUEUED], to_status=RunStatus.CANCELLED,
+                reason="cancelled before it started", finished_at=timezone.now(), cancel_requested=True,
+            )
+        elif run.status == RunStatus.RUNNING:
+            Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+            events_publish(run_id=run.pk, events=[{"type": "log", "level": "info", "message": "cancel requested"}])
+        else:
+            raise ApiError(f"Run {run.pk} already {run.status}.", status_code=409)
+    run.refresh_from_db()
+    return run
+
+
+def run_delete(*, run: Run) -> None:
+    if not run.is_finished:
+        raise ApiError(f"Run {run.pk} is {run.status}; cancel it before deleting it.", status_code=409)
+    paths = list(run.artifacts.values_list("storage_path", flat=True))
+    run.delete()
+
+    def delete_files():
+        for path in paths:
+            default_storage.delete(path)
+
+    transaction.on_commit(delete_files)
+
+
+# What a running attempt reports (called by the worker's flusher thread) ------------------------------
+
+
+@dataclass
+class RunReport:
+    """Everything an attempt has to say since its last flush."""
+
+    progress: float | None = None
+    progress_message: str = ""
+    current_step: int | None = None
+    metrics: list[tuple[str, int, float, datetime]] = field(default_factory=list)
+    log_lines: list[tuple[datetime, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FlushOutcome:
+    owned: bool  # False once another attempt (or a terminal status) replaced this one
+    cancel_requested: bool = False
+    events: list[dict] = field(default_factory=list)  # numbered; the caller sends them after commit
+
+
+def run_report(*, run_id: int, attempt: int, report: RunReport) -> FlushOutcome:
+    """Write one batch for a running attempt: heartbeat, progress, metrics, log lines, events."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.filter(pk=run_id, attempt=attempt, status=RunStatus.RUNNING).values(
+            "cancel_requested", "latest_metrics"
+        ).first()
+        if run is None:
+            return FlushOutcome(owned=False)
+        updates: dict = {"heartbeat_at": now}
+        events: list[dict] = []
+        if report.progress is not None:
+            updates.update(progress=min(max(report.progress, 0.0), 1.0), progress_message=report.progress_message[:200])
+            events.append({"type": "progress", "progress": updates["progress"], "message": updates["progress_message"]})
+        if report.current_step is not None:
+            updates["current_step"] = report.current_step
+        if report.metrics:
+            metric_upsert(run_id=run_id, points=report.metrics)
+            latest = dict(run["latest_metrics"])
+            by_key: dict[str, list[dict]] = {}
+            for key, step, value, time in report.metrics:
+                latest[key] = value
+                by_key.setdefault(key, []).append({"step": step, "value": value, "time": time.isoformat()})
+            updates["latest_metrics"] = latest
+            events.append({"type": "metrics", "metrics": by_key})
+        if report.log_lines:
+            LogLine.objects.bulk_create(
+                LogLine(run_id=run_id, attempt=attempt, time=time, level=level, message=message)
+                for time, level, message in report.log_lines
+            )
+            events.extend(
+                {"type": "log", "level": level, "message": message, "time": time.isoformat()}
+                for time, level, message in report.log_lines
+            )
+        Run.objects.filter(pk=run_id, attempt=attempt, status=RunStatus.RUNNING).update(**updates)
+        numbered = events_number(run_id=run_id, events=events)
+    return FlushOutcome(owned=True, cancel_requested=run["cancel_requested"], events=numbered)
+
+
+def metric_upsert(*, run_id: int, points: list[tuple[str, int, float, datetime]]) -> None:
+    """Insert metric points; a repeated (key, step) replaces its value (resumed attempts repeat steps)."""
+    latest_by_key_step = {(key, step): (value, time) for key, step, value, time in points}
+    Metric.objects.bulk_create(
+        [Metric(run_id=run_id, key=key, step=step, value=value, time=time)
+         for (key, step), (value, time) in latest_by_key_step.items()],
+        update_conflicts=True,
+        unique_fields=["run", "key", "step"],
+        update_fields=["value", "time"],
+    )
+
+
+def artifact_register(
+    *, run_id: int, attempt: int, name: str, kind: str, storage_path: str, size: int, sha256: str, metadata: dict
+) -> Artifact | None:
+    """Record a file already in the artifact store; None if this attempt no longer owns the run."""
+    with transaction.atomic():
+        if not Run.objects.filter(pk=run_id, attempt=attempt, status=RunStatus.RUNNING).exists():
+            return None
+        artifact, _ = Artifact.objects.update_or_create(
+            run_id=run_id, name=name,
+            defaults={"attempt": attempt, "kind": kind, "storage_path": storage_path, "bytes": size,
+                      "sha256": sha256, "metadata": metadata},
+        )
+        if kind != Artifact.Kind.CHECKPOINT:
+            events_publish(run_id=run_id, events=[{
+                "type": "artifact", "id": artifact.pk, "name": name, "kind": kind, "size": size,
+            }])
+    return artifact
+
+
+def checkpoints_prune(*, run_id: int, keep: int) -> None:
+    """Keep the newest `keep` checkpoints of a run in the artifact store."""
+    stale = Artifact.objects.filter(run_id=run_id, kind=Artifact.Kind.CHECKPOINT).order_by("-created_at", "-id")[keep:]
+    for artifact in list(stale):
+        default_storage.delete(artifact.storage_path)
+        artifact.delete()

@@ -1,0 +1,112 @@
+"""REST views for the model registry and predictions.
+
+The predict view is async: it hands the request to an inference worker and awaits the reply without
+holding a thread, so slow models never starve the web server.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from adrf.views import APIView as AsyncAPIView
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.errors import ApiError, error_body
+from apps.registry import inference, selectors, services
+from apps.registry.models import Prediction
+from apps.registry.serializers import ModelVersionSerializer, ModelVersionUpdateSerializer, PredictionSerializer
+from dlsite.jobs import enqueue
+from worker.pipelines.base import get_pipeline
+
+
+class ModelListApi(APIView):
+    @extend_schema(responses=ModelVersionSerializer(many=True))
+    def get(self, request):
+        models = selectors.model_version_list(user=request.user)
+        return Response(ModelVersionSerializer(models, many=True, context={"request": request}).data)
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(responses=ModelVersionSerializer)
+    def get(self, request, model_id: int):
+        model = selectors.model_version_get_usable(user=request.user, reference=str(model_id))
+        return Response(ModelVersionSerializer(model, context={"request": request}).data)
+
+    @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)
+    def patch(self, request, model_id: int):
+        model = selectors.model_version_get_owned(user=request.user, model_id=model_id)
+        payload = ModelVersionUpdateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        model = services.model_version_update(model_version=model, **payload.validated_data)
+        model = selectors.model_version_get_owned(user=request.user, model_id=model.pk)
+        return Response(ModelVersionSerializer(model, context={"request": request}).data)
+
+
+class ModelPredictApi(AsyncAPIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        summary="Predict with a model version (by id or name@alias)",
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+                 "application/json": {"type": "object"}},
+        responses={
+            200: OpenApiResponse(description="The predictor's JSON output, as it is."),
+            202: PredictionSerializer,
+            400: OpenApiResponse(description="The predictor refused the input."),
+            504: OpenApiResponse(description="No answer within the prediction timeout."),
+        },
+    )
+    async def post(self, request, reference: str):
+        model = await sync_to_async(selectors.model_version_get_usable)(user=request.user, reference=reference)
+        files, data = _read_inputs(request)
+        if get_pipeline(model.pipeline).predict_mode == "async":
+            prediction = await sync_to_async(_prediction_create)(model=model, user=request.user, files=files, data=data)
+            body = PredictionSerializer(prediction).data
+            body["url"] = f"/api/v1/predictions/{prediction.pk}/"
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        try:
+            reply = await inference.predict(model=model, files=files, data=data, timeout=settings.PREDICT_TIMEOUT)
+        except inference.PredictTimeout:
+            return Response(
+                error_body(f"No prediction within {settings.PREDICT_TIMEOUT:g} s; try again later."),
+                status=status.HTTP_504_GATEWAY_TIMEOUT,
+            )
+        if reply["status"] != 200:
+            return Response(error_body(reply["message"], reply.get("errors")), status=reply["status"])
+        return Response(reply["body"])
+
+
+def _read_inputs(request) -> tuple[dict[str, bytes], dict]:
+    files: dict[str, bytes] = {}
+    for name, upload in request.FILES.items():
+        if upload.size > settings.PREDICT_MAX_UPLOAD_BYTES:
+            raise ApiError("File too large.", {name: [f"{upload.size} bytes is over {settings.PREDICT_MAX_UPLOAD_BYTES}."]})
+        files[name] = upload.read()
+    data = {key: value for key, value in request.data.items() if key not in files}
+    return files, data
+
+
+def _prediction_create(*, model, user, files: dict[str, bytes], data: dict) -> Prediction:
+    with transaction.atomic():
+        prediction = Prediction.objects.create(model_version=model, owner=user, inputs={"data": data, "files": {}})
+        prediction.inputs["files"] = {
+            name: default_storage.save(f"predictions/{prediction.pk}/{name}", ContentFile(content))
+            for name, content in files.items()
+        }
+        prediction.save(update_fields=["inputs"])
+        enqueue("worker.tasks.prediction_execute", prediction.pk)
+    return prediction
+
+
+class PredictionDetailApi(APIView):
+    @extend_schema(responses=PredictionSerializer)
+    def get(self, request, prediction_id: int):
+        prediction = selectors.prediction_get_for_user(user=request.user, prediction_id=prediction_id)
+        return Response(PredictionSerializer(prediction).data)

@@ -1,0 +1,25 @@
+"""ASGI entry point: Django for HTTP, Channels consumers for websockets."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dlsite.settings")
+django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from apps.accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
+from apps.experiments.consumers import RunConsumer  # noqa: E402
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
+]
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)
