@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dlsite.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the consumers import models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from apps.accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
@@ -19,7 +20,8 @@ websocket_urlpatterns = [
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # uvicorn serves no files: the pages' CSS and JS and the local Swagger UI are served from here.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

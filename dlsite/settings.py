@@ -121,7 +121,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default, which races channels-redis's 5 s
+            # blocking pops; blocking calls carry their own timeouts.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": os.environ.get("DLSITE_CHANNEL_PREFIX", "dlsite"),
             "capacity": 1000,
             "expiry": 30,

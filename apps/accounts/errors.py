@@ -24,15 +24,19 @@ def error_body(message: str, errors: dict | None = None) -> dict:
     return {"message": message, "errors": errors or {}}
 
 
-def _field_errors(detail) -> dict:
-    if isinstance(detail, dict):
-        return {
-            field: [str(item) for item in (value if isinstance(value, list) else [value])]
-            for field, value in detail.items()
-        }
-    if isinstance(detail, list):
-        return {"non_field_errors": [str(item) for item in detail]}
-    return {}
+def _field_errors(detail, field: str = "") -> dict[str, list[str]]:
+    """DRF's error details as {field: [messages]}; nested fields are named `field.key` (`aliases.0`)."""
+    if not isinstance(detail, (dict, list)):
+        return {field or "non_field_errors": [str(detail)]}
+    items = detail.items() if isinstance(detail, dict) else enumerate(detail)
+    errors: dict[str, list[str]] = {}
+    for key, value in items:
+        # A list of messages belongs to its field; a dict (or a list's nested errors) names sub-fields.
+        nested = isinstance(detail, dict) or isinstance(value, (dict, list))
+        name = (f"{field}.{key}" if field else str(key)) if nested else field
+        for error_field, messages in _field_errors(value, name).items():
+            errors.setdefault(error_field, []).extend(messages)
+    return errors
 
 
 def exception_handler(exc, context):

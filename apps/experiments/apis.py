@@ -14,6 +14,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.errors import ApiError
 from apps.experiments import selectors, services
 from apps.experiments.serializers import ArtifactSerializer, LogLineSerializer, RunSerializer, RunSubmitSerializer
 from worker.pipelines.base import all_pipelines
@@ -91,7 +92,10 @@ class RunLogsApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("after", int)], responses=LogLineSerializer(many=True))
     def get(self, request, run_id: int):
         run = selectors.run_get_for_user(user=request.user, run_id=run_id)
-        after = int(request.query_params.get("after") or 0)
+        try:
+            after = int(request.query_params.get("after") or 0)
+        except ValueError:
+            raise ApiError("Invalid query.", {"after": ["Expected the id of a log line (an integer)."]}) from None
         return Response(LogLineSerializer(selectors.run_log_lines(run=run, after_id=after), many=True).data)
 
 

@@ -17,11 +17,13 @@ CLOSE_BAD_ORIGIN = 4403
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if self.scope.get("auth_method") == "session" and not self.scope.get("origin_allowed"):
-            await self.close(code=CLOSE_BAD_ORIGIN)
-            return
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHORISED)
+            return
+        # Only a signed-in cookie session is a session: a client with no credentials is unauthorised
+        # wherever it comes from.
+        if self.scope.get("auth_method") == "session" and not self.scope.get("origin_allowed"):
+            await self.close(code=CLOSE_BAD_ORIGIN)
             return
         run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         try:

@@ -58,7 +58,11 @@ def run_submit(
     try:
         resolved = pipeline_object.resolve_params(params)
     except ParamsError as error:
-        raise ApiError("Invalid parameters.", {f"params.{key}": value for key, value in error.errors.items()})
+        # Errors about one parameter are keyed `params.<name>`; about the whole object, `params`.
+        raise ApiError(
+            "Invalid parameters.",
+            {("params" if key == "params" else f"params.{key}"): value for key, value in error.errors.items()},
+        ) from None
     dataset_row = _dataset_for_run(user=user, pipeline=pipeline_object, reference=dataset)
     parent_run = None
     if parent is not None:
@@ -210,18 +214,23 @@ def run_set_dataset_hash(*, run_id: int, attempt: int, dataset_hash: str) -> Non
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Queued runs stop at once; running ones at their next batch (the worker sees the flag)."""
+    """Queued runs stop at once; running ones at their next batch (the worker sees the flag).
+
+    Decided on the row as it is now, not on `run` as it was read: a worker may have claimed the run
+    (or the reaper re-queued it) since, and the cancel must still reach it.
+    """
     with transaction.atomic():
-        if run.status == RunStatus.QUEUED:
-            _transition(
-                run_id=run.pk, attempt=run.attempt, from_statuses=[RunStatus.QUEUED], to_status=RunStatus.CANCELLED,
-                reason="cancelled before it started", finished_at=timezone.now(), cancel_requested=True,
-            )
-        elif run.status == RunStatus.RUNNING:
-            Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+        # Locked, so that no claim or re-queue slips between reading the attempt and acting on it.
+        attempt = Run.objects.select_for_update().filter(pk=run.pk).values_list("attempt", flat=True).get()
+        cancelled = _transition(
+            run_id=run.pk, attempt=attempt, from_statuses=[RunStatus.QUEUED], to_status=RunStatus.CANCELLED,
+            reason="cancelled before it started", finished_at=timezone.now(), cancel_requested=True,
+        )
+        if not cancelled:
+            if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True):
+                run.refresh_from_db()
+                raise ApiError(f"Run {run.pk} already {run.status}.", status_code=409)
             events_publish(run_id=run.pk, events=[{"type": "log", "level": "info", "message": "cancel requested"}])
-        else:
-            raise ApiError(f"Run {run.pk} already {run.status}.", status_code=409)
     run.refresh_from_db()
     return run
 

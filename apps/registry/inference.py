@@ -36,7 +36,7 @@ def _client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.from_url(settings.REDIS_URL)
+        client = aioredis.from_url(settings.REDIS_URL, socket_timeout=None)  # BLPOP has its own timeout
         _clients[loop] = client
     return client
 

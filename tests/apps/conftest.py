@@ -38,3 +38,9 @@ def private_channel_layer(settings):
     layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
     layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"], "prefix": f"dlsite-test-{os.getpid()}"}
     settings.CHANNEL_LAYERS = layers
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2 costs about 0.3 s a user; these tests check who may do what, not hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -86,7 +86,9 @@ def list_gtsrb(folder: Path) -> GtsrbListing:
     if not folder.is_dir():
         raise ValueError(f"{folder.name}: not a folder")
     class_dirs = sorted(
-        path for path in folder.rglob("*") if path.is_dir() and _CLASS_FOLDER.fullmatch(path.name) and _visible(path, folder)
+        path
+        for path in folder.rglob("*")
+        if path.is_dir() and _CLASS_FOLDER.fullmatch(path.name) and _visible(path, folder)
     )
     if class_dirs:
         return _list_training(folder, class_dirs)
@@ -101,13 +103,18 @@ def list_gtsrb(folder: Path) -> GtsrbListing:
 def _list_training(root: Path, class_dirs: list[Path]) -> GtsrbListing:
     parents = sorted({path.parent for path in class_dirs})
     if len(parents) > 1:
-        raise ValueError(f"class folders found in more than one place: {_name(parents[0], root)} and {_name(parents[1], root)}")
+        first, second = _name(parents[0], root), _name(parents[1], root)
+        raise ValueError(f"class folders found in more than one place: {first} and {second}")
     samples: list[Sample] = []
     for class_dir in class_dirs:
         class_id = int(class_dir.name)
         if class_id >= N_CLASSES:
             raise ValueError(f"{_name(class_dir, root)}: class id {class_id} is out of range 0..{N_CLASSES - 1}")
-        images = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and _visible(p, root))
+        images = sorted(
+            path
+            for path in class_dir.iterdir()
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and _visible(path, root)
+        )
         if not images:
             raise ValueError(f"{_name(class_dir, root)}: no images ({', '.join(IMAGE_SUFFIXES)})")
         rows: dict[str, tuple[Roi, int]] = {}
@@ -116,7 +123,8 @@ def _list_training(root: Path, class_dirs: list[Path]) -> GtsrbListing:
         for image in images:
             roi, csv_class = rows.get(image.name, (None, class_id))
             if csv_class != class_id:
-                raise ValueError(f"{_name(image, root)}: the GT csv says ClassId {csv_class}, the folder says {class_id}")
+                message = f"the GT csv says ClassId {csv_class}, the folder says {class_id}"
+                raise ValueError(f"{_name(image, root)}: {message}")
             samples.append(Sample(image, _name(image, root), class_id, roi))
     return GtsrbListing("training", _name(parents[0], root), samples)
 
@@ -198,14 +206,16 @@ def inspect_gtsrb(folder: Path) -> dict:
 # Preprocessing ---------------------------------------------------------------------------------
 
 
-def read_image(source: Path | bytes, *, name: str = "file") -> np.ndarray:
-    """An image file (path or bytes, any format Pillow reads) as RGB uint8 (H, W, 3)."""
+def read_image(source: Path | bytes, *, name: str = "file", roi: Roi | None = None) -> np.ndarray:
+    """An image file (path or bytes, any format Pillow reads) as RGB uint8 (H, W, 3), cropped to `roi`."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()
             image = ImageOps.exif_transpose(image).convert("RGB")  # phone photos carry a rotation
     except _IMAGE_ERRORS:
         raise ValueError(f"{name}: not an image Pillow can read") from None
+    if roi is not None:
+        image = _crop(image, roi)
     if max(image.size) > MAX_DECODE_SIDE:
         image.thumbnail((MAX_DECODE_SIDE, MAX_DECODE_SIDE), Image.Resampling.LANCZOS)
     return np.asarray(image)
@@ -236,21 +246,18 @@ def load_samples(samples: Iterable[Sample], *, color_mode: ColorMode = "lab_l", 
     """Preprocess samples into a (N, 32, 32, 1) float32 batch, cropping to their ROI if asked."""
     images = []
     for sample in samples:
-        rgb = read_image(sample.path, name=sample.name)
-        if roi_crop and sample.roi is not None:
-            rgb = _crop(rgb, sample.roi)
+        rgb = read_image(sample.path, name=sample.name, roi=sample.roi if roi_crop else None)
         images.append(preprocess(rgb, color_mode=color_mode))
     if not images:
         return np.zeros((0, *IMAGE_SIZE, 1), dtype=np.float32)
     return np.stack(images)[:, :, :, np.newaxis]
 
 
-def _crop(rgb: np.ndarray, roi: Roi) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    x1, y1, x2, y2 = max(0, roi[0]), max(0, roi[1]), min(width, roi[2]), min(height, roi[3])
+def _crop(image: Image.Image, roi: Roi) -> Image.Image:
+    x1, y1, x2, y2 = max(0, roi[0]), max(0, roi[1]), min(image.width, roi[2]), min(image.height, roi[3])
     if x2 - x1 < 2 or y2 - y1 < 2:  # a broken ROI: keep the whole image rather than fail the run
-        return rgb
-    return rgb[y1:y2, x1:x2]
+        return image
+    return image.crop((x1, y1, x2, y2))
 
 
 def load_gtsrb(folder: Path, *, color_mode: ColorMode = "lab_l", roi_crop: bool = False) -> GtsrbArrays:

@@ -109,7 +109,6 @@ class TrafficSignsPipeline(Pipeline):
         from worker.pipelines.traffic_signs.model import build_model
         from worker.runtime.keras import resume_epoch
 
-        keras.utils.set_random_seed(params.seed)  # book: np.random.seed(101); Python's and TF's too
         started = time.monotonic()
         loaded = _load_images(ctx, dataset.path, params)
         if loaded is None:
@@ -117,6 +116,7 @@ class TrafficSignsPipeline(Pipeline):
             return TrainResult(metrics={}, summary={"stopped": True, "epochs_completed": 0})
         images, labels, layout = loaded
         load_seconds = time.monotonic() - started
+        keras.utils.set_random_seed(params.seed)  # book: np.random.seed(101); Python's and TF's too
 
         # Book: a plain (not stratified) shuffle split of the indices with random_state=101.
         train_index, test_index = train_test_split(
@@ -151,6 +151,7 @@ class TrafficSignsPipeline(Pipeline):
             )
         train_seconds = time.monotonic() - started
 
+        stopped = ctx.should_stop()
         model_dir = _save_model(model, ctx.artifacts_dir / "model", params, class_ids)
         state = ctx.checkpoint_state() or {}
         summary = {
@@ -163,9 +164,9 @@ class TrafficSignsPipeline(Pipeline):
             "epochs_completed": int(state.get("epoch", 0)),
             "load_seconds": round(load_seconds, 2),
             "train_seconds": round(train_seconds, 2),
-            "stopped": ctx.should_stop(),
+            "stopped": stopped,
         }
-        if ctx.should_stop():
+        if stopped:
             ctx.log("cancelled: the model so far is saved, evaluation skipped")
             return TrainResult(metrics={}, model_dir=model_dir, summary=summary)
 

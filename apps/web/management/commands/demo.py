@@ -46,7 +46,9 @@ class Child:
 
 def celery_worker(kind: str, queues: str, threads: int) -> Child:
     """A prefork worker with concurrency 1, its maths libraries capped at `threads` threads."""
-    command = [*CELERY, "worker", "-Q", queues, "-c", "1", "--pool", "prefork", "-n", f"{kind}@%h", "-l", "INFO"]
+    command = [
+        *CELERY, "worker", "-Q", queues, "-c", "1", "--pool", "prefork", "-n", f"{kind}@%h", "-l", "INFO",
+    ]  # fmt: skip
     caps = {variable: str(threads) for variable in THREAD_CAP_VARIABLES}
     return Child(kind, command, {"DLSITE_WORKER_KIND": kind, **caps})
 
@@ -54,15 +56,15 @@ def celery_worker(kind: str, queues: str, threads: int) -> Child:
 def platform_children(port: int) -> list[Child]:
     cores = len(os.sched_getaffinity(0))
     return [
-        # Training takes every core; inference and batch take one each, so a prediction stays quick
-        # while a run trains, at the cost of a little training speed.
+        # Training uses every core; inference and batch one each, so neither takes more than a core
+        # from a training run.
         celery_worker("training", "training", threads=cores),
         celery_worker("inference", "inference", threads=1),
         celery_worker("batch", "batch,default", threads=1),
         Child("beat", [*CELERY, "beat", "-s", str(settings.DATA_DIR / "celerybeat-schedule"), "-l", "INFO"]),
         Child(
             "web",
-            # Django's ASGI handler has no lifespan events; "off" spares a misleading log line.
+            # The ASGI app handles no lifespan events; "off" spares a misleading log line.
             [sys.executable, "-m", "uvicorn", "dlsite.asgi:application", "--host", HOST, "--port", str(port),
              "--lifespan", "off"],
         ),
@@ -114,7 +116,8 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(f"Demo user {DEMO_USERNAME!r} {'created' if created else 'exists'}; API token {token.key}")
+        state = "created" if created else "exists"
+        self.stdout.write(f"Demo user {DEMO_USERNAME!r} {state}; API token {token.key}")
         return token.key
 
     def run_children(self, children: list[Child], port: int, token: str | None) -> str | None:
@@ -137,7 +140,9 @@ class Command(BaseCommand):
             while not stop_requested.wait(0.5):
                 exited = [child for child in children if child.process.poll() is not None]
                 if exited:
-                    failure = ", ".join(f"{child.name} exited with code {child.process.returncode}" for child in exited)
+                    failure = ", ".join(
+                        f"{child.name} exited with code {child.process.returncode}" for child in exited
+                    )
                     with self.output_lock:
                         self.stderr.write(f"{failure}; stopping everything.")
                     break
@@ -147,6 +152,9 @@ class Command(BaseCommand):
         finally:
             self.stdout.write("Stopping the workers, beat and the web server...")
             stop_process(*(child.process for child in children), timeout=STOP_TIMEOUT)
+            for child in children:
+                if child.process is not None and child.process.returncode == -signal.SIGKILL:
+                    self.stderr.write(f"{child.name} did not stop within {STOP_TIMEOUT:g} s and was killed.")
             for relay in relays:
                 relay.join(timeout=1)
         return failure
