@@ -67,6 +67,7 @@ class Run(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     resumed_from_step = models.IntegerField(null=True, blank=True)
     latest_metrics = models.JSONField(default=dict, blank=True)  # key -> last value, for listings
+    summary = models.JSONField(default=dict, blank=True)  # what the pipeline says about its training
     event_seq = models.BigIntegerField(default=0)  # last websocket event sequence number
 
     class Meta:

@@ -27,7 +27,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id", "pipeline", "experiment", "dataset", "params", "status", "progress", "progress_message",
             "current_step", "attempt", "cancel_requested", "queue", "worker", "metrics", "error",
             "created_at", "started_at", "finished_at", "heartbeat_at", "seed", "code_version",
-            "package_versions", "dataset_hash", "parent", "model_version",
+            "package_versions", "dataset_hash", "parent", "resumed_from_step", "summary", "model_version",
         ]
 
     def get_dataset(self, run) -> str | None:

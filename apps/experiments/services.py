@@ -180,13 +180,15 @@ def run_finish(
         )
 
 
-def run_succeed(*, run_id: int, attempt: int, model_artifact_id: int | None, metrics: dict) -> bool:
+def run_succeed(*, run_id: int, attempt: int, model_artifact_id: int | None, metrics: dict, summary: dict | None = None
+) -> bool:
     """running -> succeeded, and the trained model becomes the next version of its name, atomically."""
     from apps.registry.services import model_version_create_from_run
 
     with transaction.atomic():
         if not run_finish(run_id=run_id, attempt=attempt, status=RunStatus.SUCCEEDED, reason="training finished"):
             return False
+        Run.objects.filter(pk=run_id).update(summary=summary or {})
         run = Run.objects.select_related("experiment", "owner").get(pk=run_id)
         if model_artifact_id is not None:
             model_version_create_from_run(run=run, artifact=Artifact.objects.get(pk=model_artifact_id), metrics=metrics)

@@ -44,7 +44,7 @@ def upload(content: bytes, name: str):
     return file
 
 
-def test_tiny_run_trains_registers_predicts_and_shares(celery_worker, api, other_api, other_user):
+def test_tiny_run_trains_registers_predicts_and_shares(celery_worker, api, other_api, other_user, settings):
     response = api.post("/api/v1/runs/", {"pipeline": "traffic_signs", "params": TINY}, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["status"] == "queued"
@@ -104,6 +104,20 @@ def test_tiny_run_trains_registers_predicts_and_shares(celery_worker, api, other
         timeout=60, message="the duplicate message to be handled",
     )
     assert Run.objects.get(pk=run_id).status_changes.count() == 3
+
+    # A prediction that cannot be answered in time is a 504 in the error shape, not a hung request.
+    settings.PREDICT_TIMEOUT = 0.001
+    too_slow = api.post(f"/api/v1/models/{model_id}/predict/", {"file": upload(sign_png(), "s.png")}, format="multipart")
+    assert too_slow.status_code == 504
+    assert too_slow.json()["message"].startswith("No prediction within")
+
+    # A run that continues this one starts from its weights and becomes version 2 of the model.
+    child = api.post("/api/v1/runs/", {"pipeline": "traffic_signs", "params": TINY, "parent": run_id}, format="json")
+    assert child.status_code == 201, child.json()
+    child_run = wait_for_status(child.json()["id"], {RunStatus.SUCCEEDED, RunStatus.FAILED}, timeout=240)
+    assert child_run.status == RunStatus.SUCCEEDED, child_run.error
+    assert child_run.log_lines.filter(message="starting from the parent run's weights").exists()
+    assert api.get(f"/api/v1/runs/{child_run.pk}/").json()["model_version"]["version"] == 2
 
 
 def test_cancel_stops_a_running_run_within_seconds_and_keeps_its_artifacts(celery_worker, api):

@@ -30,6 +30,9 @@ class RunContext(ABC):
         self.cache_dir = Path(cache_dir)
         self.artifacts_dir = self.work_dir / "artifacts"
         self.checkpoint_dir = self.work_dir / "checkpoint"
+        # A trained model folder to start from instead of a fresh model (the parent run's, when a
+        # run continues another); a checkpoint of this run, when there is one, takes precedence.
+        self.initial_model_dir: Path | None = None
         for folder in (self.artifacts_dir, self.checkpoint_dir, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
 

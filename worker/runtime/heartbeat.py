@@ -57,6 +57,8 @@ def stop_heartbeat(sender, **kwargs):
 @worker_process_init.connect
 def prepare_child(**kwargs):
     """In each prefork child, after the fork: thread caps, then TensorFlow if this worker uses it."""
+    # TF's grappler logs a harmless error line per run for leaky-ReLU fusion; warnings stay visible.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threads = os.environ.get("DLSITE_WORKER_THREADS")
     if threads:
         for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):

@@ -25,6 +25,7 @@ class RunContextCallback(keras.callbacks.Callback):
         self.checkpoint_every = checkpoint_every
         self._epoch = 0
         self._steps_per_epoch = 0
+        self._interrupted = False  # stopped part-way through an epoch
 
     def on_train_begin(self, logs=None):
         self._steps_per_epoch = int(self.params.get("steps") or 0)
@@ -35,12 +36,17 @@ class RunContextCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.ctx.should_stop():
             self.model.stop_training = True
+            self._interrupted = self._interrupted or batch + 1 < self._steps_per_epoch
         if self._steps_per_epoch:
             done = self._epoch + (batch + 1) / self._steps_per_epoch
             self.ctx.progress(done, self.epochs, f"epoch {self._epoch + 1}/{self.epochs}")
 
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
+        if self._interrupted:
+            # Keras still validates and reports a cut-short epoch; its numbers are not an epoch's.
+            self.ctx.log(f"epoch {step}/{self.epochs} interrupted: not recorded")
+            return
         values = {key: float(value) for key, value in (logs or {}).items() if _is_number(value)}
         self.ctx.log_metrics(step, **values)
         self.ctx.progress(step, self.epochs, f"epoch {step}/{self.epochs}")

@@ -49,6 +49,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
     )
     try:
         _restore_checkpoint(ctx, run)
+        _fetch_parent_model(ctx, run)
         dataset = _prepare_dataset(run, pipeline, params, ctx)
         if dataset is not None:
             services.run_set_dataset_hash(run_id=run_id, attempt=attempt, dataset_hash=dataset.sha256)
@@ -65,7 +66,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
         model_artifact = _store_model(run, attempt, result.model_dir)
         services.run_succeed(
             run_id=run_id, attempt=attempt, model_artifact_id=model_artifact.pk if model_artifact else None,
-            metrics=result.metrics,
+            metrics=result.metrics, summary=result.summary,
         )
         return f"run {run_id} succeeded: {result.metrics}"
     except Exception as error:
@@ -117,6 +118,17 @@ def _restore_checkpoint(ctx: PlatformRunContext, run: Run) -> None:
     download_folder_zip(checkpoint.storage_path, ctx.checkpoint_dir)
     Run.objects.filter(pk=run.pk, attempt=ctx.attempt).update(resumed_from_step=checkpoint.metadata.get("step"))
     ctx.log(f"restored checkpoint {checkpoint.name}")
+
+
+def _fetch_parent_model(ctx: PlatformRunContext, run: Run) -> None:
+    """A run that continues another starts from the parent's trained model."""
+    if run.parent_id is None:
+        return
+    parent_model = Artifact.objects.filter(run_id=run.parent_id, kind=Artifact.Kind.MODEL).first()
+    if parent_model is None:
+        raise ValueError(f"parent run {run.parent_id} has no trained model to continue from")
+    ctx.initial_model_dir = download_folder_zip(parent_model.storage_path, ctx.work_dir / "parent_model")
+    ctx.log(f"starting from the model of run {run.parent_id}")
 
 
 def _store_model(run: Run, attempt: int, model_dir: Path | None) -> Artifact | None:

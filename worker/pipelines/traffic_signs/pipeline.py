@@ -129,6 +129,9 @@ class TrafficSignsPipeline(Pipeline):
         model, initial_epoch = resume_epoch(ctx)
         if model is None:
             model = build_model()
+            if ctx.initial_model_dir is not None:  # continuing a parent run: its weights, a fresh optimizer
+                model.set_weights(keras.models.load_model(ctx.initial_model_dir / MODEL_FILE).get_weights())
+                ctx.log("starting from the parent run's weights")
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
                 loss=keras.losses.CategoricalCrossentropy(),
