@@ -182,6 +182,8 @@ WORKER_HEARTBEAT_INTERVAL = env_float("DLSITE_WORKER_HEARTBEAT_INTERVAL", 5)
 WORKER_ALIVE_WITHIN = env_float("DLSITE_WORKER_ALIVE_WITHIN", 30)
 RUN_HEARTBEAT_TIMEOUT = env_float("DLSITE_RUN_HEARTBEAT_TIMEOUT", 120)  # reaper: a run is lost after
 REAPER_INTERVAL = env_float("DLSITE_REAPER_INTERVAL", 30)
+# A queued run whose message is in no queue after this long is sent again (lost with a Redis restart).
+RUN_RESEND_AFTER = env_float("DLSITE_RUN_RESEND_AFTER", 60)
 RUN_MAX_ATTEMPTS = int(os.environ.get("DLSITE_RUN_MAX_ATTEMPTS", 3))
 CHECKPOINTS_KEPT = int(os.environ.get("DLSITE_CHECKPOINTS_KEPT", 2))
 PREDICT_TIMEOUT = env_float("DLSITE_PREDICT_TIMEOUT", 30)  # seconds before a sync predict answers 504

@@ -7,6 +7,8 @@ from celery import shared_task
 import worker.runtime.heartbeat  # noqa: F401  (connects the worker's signal handlers)
 
 
+# Training has no time limit (runs last days); Redis's visibility timeout (a week) is above them all,
+# and the database claim, not the broker, guards against a second execution.
 @shared_task(name="worker.tasks.run_train")
 def run_train(run_id: int, attempt: int) -> str:
     from worker.runtime.runner import run_execute
@@ -21,21 +23,21 @@ def predict(request_key: str) -> None:
     answer_request(request_key)
 
 
-@shared_task(name="worker.tasks.prediction_execute")
+@shared_task(name="worker.tasks.prediction_execute", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def prediction_execute(prediction_id: int) -> None:
     from worker.runtime.inference import prediction_execute as execute
 
     execute(prediction_id)
 
 
-@shared_task(name="worker.tasks.dataset_validate")
+@shared_task(name="worker.tasks.dataset_validate", soft_time_limit=2 * 3600, time_limit=2 * 3600 + 60)
 def dataset_validate(dataset_id: int) -> str:
     from worker.runtime.datasets import dataset_validate as validate
 
     return validate(dataset_id)
 
 
-@shared_task(name="worker.tasks.runs_reap")
+@shared_task(name="worker.tasks.runs_reap", soft_time_limit=120, time_limit=180)
 def runs_reap() -> str:
     from worker.runtime.reaper import runs_reap as reap
 

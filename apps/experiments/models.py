@@ -54,6 +54,7 @@ class Run(models.Model):
     celery_id = models.CharField(max_length=64, blank=True)
     attempt = models.PositiveIntegerField(default=1)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)  # when its task message was last sent
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -101,6 +101,8 @@ def run_submit(
 
 
 def run_enqueue(*, run: Run) -> None:
+    """Send the run's current attempt to its queue after commit (again, if its message was lost)."""
+    Run.objects.filter(pk=run.pk).update(enqueued_at=timezone.now())
     enqueue(TRAIN_TASK, run.pk, run.attempt, queue=run.queue)
 
 
