@@ -13,6 +13,7 @@ from django.urls import path  # noqa: E402
 
 from apps.accounts.websocket import TokenOrSessionAuthMiddleware  # noqa: E402
 from apps.experiments.consumers import RunConsumer  # noqa: E402
+from apps.registry.asgi import PredictionLane  # noqa: E402
 
 websocket_urlpatterns = [
     path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
@@ -21,7 +22,8 @@ websocket_urlpatterns = [
 application = ProtocolTypeRouter(
     {
         # uvicorn serves no files: the pages' CSS and JS and the local Swagger UI are served from here.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # Predictions by services skip Django's per-request machinery (apps/registry/asgi.py).
+        "http": PredictionLane(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

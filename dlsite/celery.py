@@ -28,7 +28,8 @@ app.conf.update(
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
-    task_queues=[Queue(name) for name in ("training", "inference", "batch", "default")],
+    # settings.QUEUES, named again: this module is imported while the settings module loads.
+    task_queues=[Queue(name) for name in ("training", "training-multi", "inference", "batch", "default")],
     task_default_queue="default",
     task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
     task_ignore_result=True,  # the database is the source of truth, not a result backend

@@ -131,7 +131,9 @@ CHANNEL_LAYERS = {
     }
 }
 
-QUEUES = ("training", "inference", "batch", "default")
+# `training`: one worker per GPU (or per CPU host); `training-multi`: workers that see all of their
+# host's GPUs, for runs that ask for more than one (run_submit routes them there).
+QUEUES = ("training", "training-multi", "inference", "batch", "default")
 
 # --- Django REST framework -------------------------------------------------------------------------
 
@@ -178,6 +180,8 @@ PREDICT_MAX_UPLOAD_BYTES = int(os.environ.get("DLSITE_PREDICT_MAX_UPLOAD_BYTES",
 # --- Runs and workers --------------------------------------------------------------------------------
 
 RUN_FLUSH_INTERVAL = env_float("DLSITE_RUN_FLUSH_INTERVAL", 0.5)  # seconds between batched writes
+# A websocket subscriber rejoins its run's group and, if no event came, checks it missed none, this often.
+RUN_EVENTS_RESYNC_INTERVAL = env_float("DLSITE_RUN_EVENTS_RESYNC_INTERVAL", 5)
 WORKER_HEARTBEAT_INTERVAL = env_float("DLSITE_WORKER_HEARTBEAT_INTERVAL", 5)
 WORKER_ALIVE_WITHIN = env_float("DLSITE_WORKER_ALIVE_WITHIN", 30)
 RUN_HEARTBEAT_TIMEOUT = env_float("DLSITE_RUN_HEARTBEAT_TIMEOUT", 120)  # reaper: a run is lost after
@@ -186,8 +190,18 @@ REAPER_INTERVAL = env_float("DLSITE_REAPER_INTERVAL", 30)
 RUN_RESEND_AFTER = env_float("DLSITE_RUN_RESEND_AFTER", 60)
 RUN_MAX_ATTEMPTS = int(os.environ.get("DLSITE_RUN_MAX_ATTEMPTS", 3))
 CHECKPOINTS_KEPT = int(os.environ.get("DLSITE_CHECKPOINTS_KEPT", 2))
+CHECKPOINT_INTERVAL = env_float("DLSITE_CHECKPOINT_INTERVAL", 60)  # seconds between a run's checkpoints
+# Seconds an API token, and the models it may use, are remembered by a web process for predictions: a
+# revoked token or share, or a moved alias, takes effect within this time.
+ACCESS_CACHE_SECONDS = env_float("DLSITE_ACCESS_CACHE_SECONDS", 5)
 PREDICT_TIMEOUT = env_float("DLSITE_PREDICT_TIMEOUT", 30)  # seconds before a sync predict answers 504
 PREDICTOR_CACHE_SIZE = int(os.environ.get("DLSITE_PREDICTOR_CACHE_SIZE", 4))
+PREDICT_BATCH_SIZE = int(os.environ.get("DLSITE_PREDICT_BATCH_SIZE", 64))  # fast predictions per predictor call
+# Seconds an inference worker keeps serving fast predictions after the last one, before its task ends.
+PREDICT_LINGER = env_float("DLSITE_PREDICT_LINGER", 2)
+MAX_GPUS_PER_RUN = int(os.environ.get("DLSITE_MAX_GPUS_PER_RUN", 8))
+METRICS_MAX_POINTS_PER_REQUEST = int(os.environ.get("DLSITE_METRICS_MAX_POINTS_PER_REQUEST", 10_000))
+RUNS_PAGE_MAX_LIMIT = int(os.environ.get("DLSITE_RUNS_PAGE_MAX_LIMIT", 1000))  # runs per page of GET /runs/
 WORK_DIR = DATA_DIR / "work"  # worker-local scratch: run folders, extracted models, dataset cache
 
 # --- Logging ---------------------------------------------------------------------------------------

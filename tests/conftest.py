@@ -107,6 +107,7 @@ def celery_worker(django_db_setup, django_db_blocker, redis_server, tmp_path_fac
         DLSITE_WORKER_KIND="training",
         DLSITE_WORKER_THREADS="2",
         DLSITE_RUN_FLUSH_INTERVAL="0.2",
+        DLSITE_CHECKPOINT_INTERVAL="0",  # tiny epochs: a checkpoint after each, as the tests expect
         DLSITE_WORKER_HEARTBEAT_INTERVAL="1",
         DLSITE_WORKER_NAME="test-worker",
         PYTHONUNBUFFERED="1",

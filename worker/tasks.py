@@ -16,11 +16,13 @@ def run_train(run_id: int, attempt: int) -> str:
     return run_execute(run_id=run_id, attempt=attempt)
 
 
+# Serves the pending fast predictions in batches while they keep coming; no time limit, as it hands
+# over to a new task after a minute (worker.runtime.inference.SERVE_SECONDS_PER_TASK).
 @shared_task(name="worker.tasks.predict")
-def predict(request_key: str) -> None:
-    from worker.runtime.inference import answer_request
+def predict(pending_key: str) -> int:
+    from worker.runtime.inference import serve_pending
 
-    answer_request(request_key)
+    return serve_pending(pending_key)
 
 
 @shared_task(name="worker.tasks.prediction_execute", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)

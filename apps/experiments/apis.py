@@ -5,18 +5,26 @@ from __future__ import annotations
 import mimetypes
 import re
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from apps.accounts.errors import ApiError
 from apps.experiments import selectors, services
-from apps.experiments.serializers import ArtifactSerializer, LogLineSerializer, RunSerializer, RunSubmitSerializer
+from apps.experiments.serializers import (
+    ArtifactSerializer,
+    LogLineSerializer,
+    MetricBatchSerializer,
+    RunFinishSerializer,
+    RunSerializer,
+    RunSubmitSerializer,
+)
 from worker.pipelines.base import all_pipelines
 
 
@@ -41,26 +49,73 @@ class PipelineListApi(APIView):
         ])
 
 
+RUN_FILTERS = ("pipeline", "status", "experiment", "order_by")
+
+
 class RunListApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("pipeline", str), OpenApiParameter("status", str), OpenApiParameter("experiment", str),
             OpenApiParameter("order_by", str, description="created, -created, metric:<key>, -metric:<key>"),
+            OpenApiParameter("limit", int, description="Runs per page (default 50)."),
+            OpenApiParameter("cursor", str, description="From a `next` or `previous` link."),
+            OpenApiParameter("offset", int, description="Instead of a cursor: skip this many runs (slow when deep)."),
         ],
-        responses=RunSerializer(many=True),
+        responses=inline_serializer("RunPage", {
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": RunSerializer(many=True),
+        }),
     )
     def get(self, request):
-        runs = selectors.run_list(user=request.user, filters=request.query_params.dict())
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(runs, request, view=self)
-        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+        """Pages follow `next` and `previous` links (keyset cursors); there is no total count, which
+        would cost a scan of all of a user's runs on every page."""
+        query = request.query_params
+        filters = {name: query[name] for name in RUN_FILTERS if query.get(name)}
+        limit = _query_int(query, "limit", default=settings.REST_FRAMEWORK["PAGE_SIZE"], minimum=1,
+                           maximum=settings.RUNS_PAGE_MAX_LIMIT)
+        url = request.build_absolute_uri()
+        if "offset" in query:
+            if "cursor" in query:
+                raise ApiError("Invalid query.", {"offset": ["Use a cursor or an offset, not both."]})
+            offset = _query_int(query, "offset", default=0, minimum=0)
+            runs = list(selectors.run_list(user=request.user, filters=filters)[offset : offset + limit + 1])
+            next_url = replace_query_param(url, "offset", offset + limit) if len(runs) > limit else None
+            previous_url = replace_query_param(url, "offset", max(offset - limit, 0)) if offset else None
+            runs = runs[:limit]
+        else:
+            page = selectors.run_page(user=request.user, filters=filters, cursor=query.get("cursor"), limit=limit)
+            runs = page.runs
+            next_url = replace_query_param(url, "cursor", page.next_cursor) if page.next_cursor else None
+            previous_url = replace_query_param(url, "cursor", page.previous_cursor) if page.previous_cursor else None
+        return Response({"next": next_url, "previous": previous_url, "results": RunSerializer(runs, many=True).data})
 
     @extend_schema(request=RunSubmitSerializer, responses={201: RunSerializer})
     def post(self, request):
         payload = RunSubmitSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        run = services.run_submit(user=request.user, **payload.validated_data)
+        data = dict(payload.validated_data)
+        if data.pop("external"):
+            run = services.run_create_external(
+                user=request.user, pipeline=data["pipeline"], params=data["params"], experiment=data["experiment"]
+            )
+        else:
+            run = services.run_submit(user=request.user, **data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+def _query_int(query, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    text = query.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        expected = f"from {minimum} to {maximum}" if maximum is not None else f"from {minimum}"
+        raise ApiError("Invalid query.", {name: [f"Expected an integer {expected}."]})
+    return value
 
 
 class RunDetailApi(APIView):
@@ -86,6 +141,27 @@ class RunMetricsApi(APIView):
     def get(self, request, run_id: int):
         run = selectors.run_get_for_user(user=request.user, run_id=run_id)
         return Response(selectors.run_metric_history(run=run))
+
+    @extend_schema(
+        summary="Log a batch of metric points to a running external run (like MLflow's log-batch)",
+        request=MetricBatchSerializer,
+        responses={200: inline_serializer("MetricBatchLogged", {"count": serializers.IntegerField()})},
+    )
+    def post(self, request, run_id: int):
+        run = selectors.run_get_for_user(user=request.user, run_id=run_id)
+        payload = MetricBatchSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return Response({"count": services.metric_log_batch(run=run, **payload.validated_data["metrics"])})
+
+
+class RunFinishApi(APIView):
+    @extend_schema(summary="Finish a running external run", request=RunFinishSerializer, responses=RunSerializer)
+    def post(self, request, run_id: int):
+        run = selectors.run_get_for_user(user=request.user, run_id=run_id)
+        payload = RunFinishSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        run = services.run_finish_external(run=run, **payload.validated_data)
+        return Response(RunSerializer(run).data)
 
 
 class RunLogsApi(APIView):

@@ -50,6 +50,10 @@ class Run(models.Model):
     progress_message = models.CharField(max_length=200, blank=True)
     current_step = models.IntegerField(default=0)
     queue = models.CharField(max_length=32, default="training")
+    gpus = models.PositiveSmallIntegerField(default=0)  # GPUs the run asks for; > 1 trains under a distribution strategy
+    # Created in state running by a script outside the platform, which logs its metrics over REST and
+    # finishes it; no task, no worker, no heartbeat (the reaper leaves it alone).
+    external = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True)
     celery_id = models.CharField(max_length=64, blank=True)
     attempt = models.PositiveIntegerField(default=1)
@@ -68,13 +72,18 @@ class Run(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     resumed_from_step = models.IntegerField(null=True, blank=True)
     latest_metrics = models.JSONField(default=dict, blank=True)  # key -> last value, for listings
+    # key -> step of latest_metrics[key], for metrics logged out of order over REST (external runs)
+    latest_metric_steps = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)  # what the pipeline says about its training
     event_seq = models.BigIntegerField(default=0)  # last websocket event sequence number
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["owner", "-created_at"]),
+            # The runs list pages by keyset on (created_at, id), whole or filtered by status or experiment.
+            models.Index(fields=["owner", "-created_at", "-id"]),
+            models.Index(fields=["owner", "status", "-created_at", "-id"]),
+            models.Index(fields=["owner", "experiment", "-created_at", "-id"]),
             models.Index(fields=["owner", "pipeline", "-created_at"]),
             models.Index(fields=["status", "heartbeat_at"]),
         ]
@@ -111,7 +120,9 @@ class RunStatusChange(models.Model):
 
 
 class Metric(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    # No index of its own: the unique (run, key, step) index serves lookups by run, and one index fewer
+    # makes batched inserts cheaper.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics", db_index=False)
     key = models.CharField(max_length=100)
     step = models.IntegerField()
     value = models.FloatField()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import FloatField, QuerySet
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, FloatField, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
@@ -13,6 +18,10 @@ from apps.experiments.models import Artifact, LogLine, Metric, Run, RunStatus
 
 def run_list(*, user, filters: dict | None = None) -> QuerySet[Run]:
     filters = filters or {}
+    return _ordered(_run_filtered(user=user, filters=filters), _run_order(filters.get("order_by") or "-created"))
+
+
+def _run_filtered(*, user, filters: dict) -> QuerySet[Run]:
     runs = Run.objects.filter(owner=user).select_related("experiment", "dataset", "model_version")
     if filters.get("pipeline"):
         runs = runs.filter(pipeline=filters["pipeline"])
@@ -22,22 +31,141 @@ def run_list(*, user, filters: dict | None = None) -> QuerySet[Run]:
         runs = runs.filter(status=filters["status"])
     if filters.get("experiment"):
         runs = runs.filter(experiment__name=filters["experiment"])
-    return _ordered(runs, filters.get("order_by") or "-created")
+    return runs
 
 
-def _ordered(runs: QuerySet[Run], order_by: str) -> QuerySet[Run]:
+@dataclass(frozen=True)
+class RunOrder:
+    """An order of the runs list: by `field` (a column, or the annotation of a metric's latest value),
+    then by id, so that every run has one place in it."""
+
+    name: str  # as asked: created, -created, metric:<key> or -metric:<key>
+    field: str
+    descending: bool
+    id_descending: bool
+    metric_key: str | None = None  # runs without the metric come last, whichever the direction
+
+    def position(self, run: Run) -> tuple:
+        """Where `run` stands in this order, as JSON-friendly values."""
+        value = getattr(run, self.field)
+        return (value.isoformat() if self.metric_key is None else value), run.pk
+
+
+def _run_order(order_by: str) -> RunOrder:
     """`created`, `-created`, `metric:<key>` or `-metric:<key>` (by the metric's latest value)."""
     descending = order_by.startswith("-")
-    field = order_by.lstrip("-")
+    field = order_by.removeprefix("-")
     if field == "created":
-        return runs.order_by(f"{'-' if descending else ''}created_at", f"{'-' if descending else ''}id")
+        return RunOrder(order_by, "created_at", descending=descending, id_descending=descending)
     if field.startswith("metric:") and len(field) > len("metric:"):
         key = field.removeprefix("metric:")
-        runs = runs.annotate(order_value=Cast(KeyTransform(key, "latest_metrics"), FloatField()))
-        value = runs.query.annotations["order_value"]
-        ordering = value.desc(nulls_last=True) if descending else value.asc(nulls_last=True)
-        return runs.order_by(ordering, "-id")
+        return RunOrder(order_by, "order_value", descending=descending, id_descending=True, metric_key=key)
     raise ApiError("Invalid ordering.", {"order_by": ["Expected created, -created, metric:<key> or -metric:<key>."]})
+
+
+def _ordered(runs: QuerySet[Run], order: RunOrder, *, backwards: bool = False) -> QuerySet[Run]:
+    """`runs` in `order`, or in the reverse order when going backwards (to a previous page)."""
+    descending, id_descending = order.descending != backwards, order.id_descending != backwards
+    by_id = "-id" if id_descending else "id"
+    if order.metric_key is None:
+        # Plain ASC/DESC, which the (owner, ..., created_at, id) indexes can be scanned in, either way.
+        return runs.order_by(f"{'-' if descending else ''}{order.field}", by_id)
+    runs = runs.annotate(order_value=Cast(KeyTransform(order.metric_key, "latest_metrics"), FloatField()))
+    nulls = {"nulls_first": True} if backwards else {"nulls_last": True}
+    value = F("order_value")
+    return runs.order_by(value.desc(**nulls) if descending else value.asc(**nulls), by_id)
+
+
+# Keyset pagination ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[Run]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+def run_page(*, user, filters: dict | None = None, cursor: str | None = None, limit: int = 50) -> RunPage:
+    """A page of `run_list` by keyset: the `limit` runs after the cursor's run in the list's order (or
+    before it, for a cursor to a previous page). No OFFSET and no COUNT: with the (owner, ...,
+    created_at, id) indexes the thousandth page costs what the first does."""
+    filters = filters or {}
+    order = _run_order(filters.get("order_by") or "-created")
+    runs = _run_filtered(user=user, filters=filters)
+    backwards = False
+    if cursor:
+        backwards, value, run_id = _cursor_decode(cursor, order)
+        runs = _ordered(runs, order, backwards=backwards).filter(_beyond(order, value, run_id, backwards=backwards))
+    else:
+        runs = _ordered(runs, order)
+    rows = _page_rows(runs, order, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+    if not rows:
+        return RunPage(runs=[], next_cursor=None, previous_cursor=None)
+    has_next = more if not backwards else True
+    has_previous = more if backwards else cursor is not None
+    return RunPage(
+        runs=rows,
+        next_cursor=_cursor_encode(order, rows[-1], backwards=False) if has_next else None,
+        previous_cursor=_cursor_encode(order, rows[0], backwards=True) if has_previous else None,
+    )
+
+
+def _page_rows(runs: QuerySet[Run], order: RunOrder, count: int) -> list[Run]:
+    """The first `count` of `runs`. By a metric, no index gives the order: every run of the user is
+    sorted, so the sort reads the runs table alone, and only the page's rows are then joined."""
+    if order.metric_key is None:
+        return list(runs[:count])
+    positions = list(runs.values_list("pk", "order_value")[:count])
+    rows = Run.objects.select_related("experiment", "dataset", "model_version").in_bulk([pk for pk, _ in positions])
+    for pk, value in positions:
+        rows[pk].order_value = value
+    return [rows[pk] for pk, _ in positions]
+
+
+def _beyond(order: RunOrder, value, run_id: int, *, backwards: bool) -> Q:
+    """The runs that come after position (value, run_id) in `order` (before it, going backwards)."""
+    field = order.field
+    descending, id_descending = order.descending != backwards, order.id_descending != backwards
+    later = Q(**{f"{field}__{'lt' if descending else 'gt'}": value}) if value is not None else None
+    same_later_id = Q(**{field: value, f"id__{'lt' if id_descending else 'gt'}": run_id})
+    if order.metric_key is None:
+        # The redundant bound is what lets the database start its index scan at the position.
+        return Q(**{f"{field}__{'lte' if descending else 'gte'}": value}) & (later | same_later_id)
+    # Runs without the metric sort last going forwards, so first going backwards.
+    missing = Q(**{f"{field}__isnull": True})
+    if value is None:
+        missing_later_id = missing & Q(**{f"id__{'lt' if id_descending else 'gt'}": run_id})
+        return ~missing | missing_later_id if backwards else missing_later_id
+    return (later | same_later_id) if backwards else (later | same_later_id | missing)
+
+
+def _cursor_encode(order: RunOrder, run: Run, *, backwards: bool) -> str:
+    value, run_id = order.position(run)
+    text = json.dumps([order.name, value, run_id, backwards], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_decode(cursor: str, order: RunOrder) -> tuple[bool, object, int]:
+    """(backwards, value, run id) of a cursor made for `order`; a 400 naming `cursor` otherwise."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        name, value, run_id, backwards = json.loads(text)
+        if name != order.name or type(run_id) is not int or type(backwards) is not bool:
+            raise ValueError(name)
+        if order.metric_key is None:
+            value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                raise ValueError(value)
+        elif value is not None and type(value) not in (int, float):
+            raise ValueError(value)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise ApiError("Invalid cursor.", {"cursor": ["Use the cursor of a next or previous link, with the same order_by."]}) from None
+    return backwards, value, run_id
 
 
 def run_get_for_user(*, user, run_id: int) -> Run:
@@ -78,3 +206,8 @@ def run_snapshot(*, run: Run) -> dict:
         "metrics": run_metric_history(run=run),
         "error": run.error,
     }
+
+
+def run_event_position(*, user, run_id: int) -> tuple[int, str] | None:
+    """The run's last event `seq` and its status; None if the user has no such run."""
+    return run_list(user=user).filter(pk=run_id).values_list("event_seq", "status").first()

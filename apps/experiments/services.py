@@ -1,4 +1,4 @@
-"""Run writes: submit, claim, report, finish, cancel, delete.
+"""Run writes: submit, claim, report, finish, cancel, delete; external runs and their metric batches.
 
 Every write made on behalf of an attempt is conditional on (run, attempt) and on the status it expects,
 so a duplicate task message claims nothing and an attempt that lost its run (reaped while it was
@@ -8,11 +8,11 @@ paused, say) cannot write over the one that replaced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.errors import ApiError
@@ -33,6 +33,8 @@ from dlsite.jobs import enqueue
 from worker.pipelines.base import ParamsError, get_pipeline, pipeline_names
 
 TRAIN_TASK = "worker.tasks.run_train"
+MULTI_GPU_QUEUE = "training-multi"  # workers that see all of their host's GPUs (runs with gpus > 1)
+EXTERNAL_PIPELINE = "external"  # the pipeline name of an external run that names none
 
 
 # Submit --------------------------------------------------------------------------------------------
@@ -47,8 +49,12 @@ def run_submit(
     experiment: str | None = None,
     parent: int | None = None,
     queue: str | None = None,
+    gpus: int = 0,
 ) -> Run:
-    """Validate everything, then create a queued run and send it to its queue after commit."""
+    """Validate everything, then create a queued run and send it to its queue after commit.
+
+    Without an explicit queue, a run that asks for more than one GPU goes to `training-multi`.
+    """
     try:
         pipeline_object = get_pipeline(pipeline)
     except KeyError:
@@ -71,19 +77,14 @@ def run_submit(
             raise ApiError("Unknown parent run.", {"parent": [f"No run {parent} of yours."]})
         if parent_run.pipeline != pipeline:
             raise ApiError("Parent run is of another pipeline.", {"parent": [f"Run {parent} is a {parent_run.pipeline} run."]})
-    queue = queue or "training"
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= settings.MAX_GPUS_PER_RUN:
+        raise ApiError("Invalid GPU count.", {"gpus": [f"Expected an integer from 0 to {settings.MAX_GPUS_PER_RUN}."]})
+    queue = queue or (MULTI_GPU_QUEUE if gpus > 1 else "training")
     if queue not in settings.QUEUES:
         raise ApiError("Unknown queue.", {"queue": [f"Expected one of {list(settings.QUEUES)}."]})
 
     with transaction.atomic():
-        experiment_row, _ = Experiment.objects.get_or_create(
-            owner=user, name=experiment or pipeline, defaults={"pipeline": pipeline}
-        )
-        if experiment_row.pipeline != pipeline:
-            raise ApiError(
-                "Experiment belongs to another pipeline.",
-                {"experiment": [f"Experiment {experiment_row.name!r} holds {experiment_row.pipeline} runs."]},
-            )
+        experiment_row = _experiment_for_run(user=user, name=experiment or pipeline, pipeline=pipeline)
         run = Run.objects.create(
             owner=user,
             experiment=experiment_row,
@@ -93,6 +94,7 @@ def run_submit(
             seed=getattr(resolved, "seed", None),
             parent=parent_run,
             queue=queue,
+            gpus=gpus,
             status=RunStatus.QUEUED,
         )
         RunStatusChange.objects.create(run=run, attempt=run.attempt, to_status=RunStatus.QUEUED, reason="submitted")
@@ -104,6 +106,16 @@ def run_enqueue(*, run: Run) -> None:
     """Send the run's current attempt to its queue after commit (again, if its message was lost)."""
     Run.objects.filter(pk=run.pk).update(enqueued_at=timezone.now())
     enqueue(TRAIN_TASK, run.pk, run.attempt, queue=run.queue)
+
+
+def _experiment_for_run(*, user, name: str, pipeline: str) -> Experiment:
+    experiment, _ = Experiment.objects.get_or_create(owner=user, name=name, defaults={"pipeline": pipeline})
+    if experiment.pipeline != pipeline:
+        raise ApiError(
+            "Experiment belongs to another pipeline.",
+            {"experiment": [f"Experiment {experiment.name!r} holds {experiment.pipeline} runs."]},
+        )
+    return experiment
 
 
 def _dataset_for_run(*, user, pipeline, reference: str | int | None) -> Dataset | None:
@@ -230,6 +242,12 @@ def run_cancel(*, run: Run) -> Run:
             run_id=run.pk, attempt=attempt, from_statuses=[RunStatus.QUEUED], to_status=RunStatus.CANCELLED,
             reason="cancelled before it started", finished_at=timezone.now(), cancel_requested=True,
         )
+        if not cancelled and run.external:
+            # No worker watches an external run's flag: it stops now, and its client's next write gets a 409.
+            cancelled = _transition(
+                run_id=run.pk, attempt=attempt, from_statuses=[RunStatus.RUNNING], to_status=RunStatus.CANCELLED,
+                reason="cancelled by the user", finished_at=timezone.now(), cancel_requested=True,
+            )
         if not cancelled:
             if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True):
                 run.refresh_from_db()
@@ -314,14 +332,155 @@ def run_report(*, run_id: int, attempt: int, report: RunReport) -> FlushOutcome:
 
 def metric_upsert(*, run_id: int, points: list[tuple[str, int, float, datetime]]) -> None:
     """Insert metric points; a repeated (key, step) replaces its value (resumed attempts repeat steps)."""
-    latest_by_key_step = {(key, step): (value, time) for key, step, value, time in points}
+    _metric_upsert_columns(
+        run_id=run_id,
+        keys=[key for key, _, _, _ in points],
+        steps=[step for _, step, _, _ in points],
+        values=[value for _, _, value, _ in points],
+        times_us=[(time - EPOCH) // ONE_MICROSECOND for _, _, _, time in points],
+    )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+# One statement for the whole batch: four arrays in, each passed as one text literal (`{a,b,...}`), which
+# costs a fraction of a placeholder or an adapted element per value, on both sides. DISTINCT ON keeps the
+# last point of a repeated (key, step), which ON CONFLICT needs, and sorts the rows, so that concurrent
+# batches lock the rows they share in the same order.
+METRIC_UPSERT_POSTGRES = """
+INSERT INTO experiments_metric (run_id, key, step, value, time)
+SELECT DISTINCT ON (point.key, point.step)
+       %s, point.key, point.step, point.value, TIMESTAMPTZ 'epoch' + point.us * INTERVAL '1 microsecond'
+FROM unnest(%s::varchar[], %s::integer[], %s::double precision[], %s::bigint[]) WITH ORDINALITY
+     AS point(key, step, value, us, position)
+ORDER BY point.key, point.step, point.position DESC
+ON CONFLICT (run_id, key, step) DO UPDATE SET value = EXCLUDED.value, time = EXCLUDED.time
+"""
+
+
+def _metric_upsert_columns(
+    *, run_id: int, keys: list[str], steps: list[int], values: list[float], times_us: list[int]
+) -> None:
+    """Upsert points given as columns (times in microseconds since the epoch); the last of a repeated
+    (key, step) wins. On Postgres one INSERT ... ON CONFLICT over unnested arrays; elsewhere bulk_create."""
+    if not keys:
+        return
+    if connection.vendor == "postgresql":
+        quoted = {key: _array_quote(key) for key in set(keys)}  # a batch repeats a few keys
+        arrays = [
+            "{" + ",".join(map(quoted.__getitem__, keys)) + "}",
+            "{" + ",".join(map(str, steps)) + "}",
+            "{" + ",".join(map(repr, values)) + "}",  # repr: the shortest text that reads back the same float
+            "{" + ",".join(map(str, times_us)) + "}",
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(METRIC_UPSERT_POSTGRES, [run_id, *arrays])
+        return
+    last = {(key, step): (value, us) for key, step, value, us in zip(keys, steps, values, times_us)}
     Metric.objects.bulk_create(
-        [Metric(run_id=run_id, key=key, step=step, value=value, time=time)
-         for (key, step), (value, time) in latest_by_key_step.items()],
+        [Metric(run_id=run_id, key=key, step=step, value=value, time=EPOCH + timedelta(microseconds=us))
+         for (key, step), (value, us) in last.items()],
         update_conflicts=True,
         unique_fields=["run", "key", "step"],
         update_fields=["value", "time"],
     )
+
+
+def _array_quote(text: str) -> str:
+    """`text` as an element of a Postgres array literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# External runs: created running by a script outside the platform, which logs and finishes them -------
+
+
+def run_create_external(*, user, pipeline: str = EXTERNAL_PIPELINE, params: dict | None = None,
+                        experiment: str | None = None) -> Run:
+    """A run in state running at once, for a client that trains elsewhere (like MLflow's create_run).
+
+    Its params are the client's own, stored as given; no task is sent and no worker owns it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        experiment_row = _experiment_for_run(user=user, name=experiment or pipeline, pipeline=pipeline)
+        run = Run.objects.create(
+            owner=user, experiment=experiment_row, pipeline=pipeline, params=params or {}, external=True,
+            status=RunStatus.RUNNING, queue="", started_at=now,
+        )
+        RunStatusChange.objects.create(
+            run=run, attempt=run.attempt, to_status=RunStatus.RUNNING, reason="created by an external client"
+        )
+    return run
+
+
+def metric_log_batch(
+    *, run: Run, keys: list[str], steps: list[int], values: list[float], times_ms: list[int]
+) -> int:
+    """Log a batch of validated points (as columns) to a running external run; returns how many.
+
+    Points are upserts on (run, key, step); a key's latest value is the one at its highest step, so a
+    batch that fills in earlier steps leaves it alone. One `metrics` event per batch.
+    """
+    _check_external_running(run)
+    if not keys:
+        return 0
+    latest: dict[str, tuple[int, float]] = {}
+    by_key: dict[str, list[dict]] = {}
+    second_text: dict[int, str] = {}  # a batch spans few seconds: format each once, add the milliseconds
+    for key, step, value, ms in zip(keys, steps, values, times_ms):
+        best = latest.get(key)
+        if best is None or step >= best[0]:
+            latest[key] = (step, value)
+        second, millisecond = divmod(ms, 1000)
+        text = second_text.get(second)
+        if text is None:
+            text = second_text[second] = (EPOCH + timedelta(seconds=second)).isoformat()[:19]
+        # What datetime.isoformat() says, as the history and the worker's events do.
+        text = f"{text}.{millisecond:03d}000+00:00" if millisecond else text + "+00:00"
+        points = by_key.get(key)
+        if points is None:
+            points = by_key[key] = []
+        points.append({"step": step, "value": value, "time": text})
+
+    with transaction.atomic():
+        _metric_upsert_columns(
+            run_id=run.pk, keys=keys, steps=steps, values=values, times_us=[ms * 1000 for ms in times_ms]
+        )
+        # Locked after the metric rows, so that concurrent batches of one run merge their latest values
+        # one after the other; every writer takes the metric rows first, the run row last.
+        row = Run.objects.select_for_update().filter(pk=run.pk).values(
+            "status", "current_step", "latest_metrics", "latest_metric_steps"
+        ).get()
+        _check_external_running(run, status=row["status"])
+        latest_values, latest_steps = row["latest_metrics"], row["latest_metric_steps"]
+        for key, (step, value) in latest.items():
+            if step >= latest_steps.get(key, -1):
+                latest_values[key], latest_steps[key] = value, step
+        Run.objects.filter(pk=run.pk).update(
+            latest_metrics=latest_values, latest_metric_steps=latest_steps,
+            current_step=max(row["current_step"], max(steps)),
+        )
+        events_publish(run_id=run.pk, events=[{"type": "metrics", "metrics": by_key}])
+    return len(keys)
+
+
+def run_finish_external(*, run: Run, status: str, error: str = "") -> Run:
+    """running -> succeeded, failed or cancelled, as the external run's client says."""
+    _check_external_running(run)
+    if not run_finish(run_id=run.pk, attempt=run.attempt, status=status, reason="finished by its client", error=error):
+        run.refresh_from_db()
+        raise ApiError(f"Run {run.pk} already {run.status}.", status_code=409)
+    run.refresh_from_db()
+    return run
+
+
+def _check_external_running(run: Run, *, status: str | None = None) -> None:
+    if not run.external:
+        raise ApiError(f"Run {run.pk} is not an external run: its worker reports and finishes it.", status_code=409)
+    status = status or run.status
+    if status != RunStatus.RUNNING:
+        raise ApiError(f"Run {run.pk} is {status}, not running.", status_code=409)
 
 
 def artifact_register(

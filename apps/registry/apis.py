@@ -1,7 +1,8 @@
 """REST views for the model registry and predictions.
 
 The predict view is async: it hands the request to an inference worker and awaits the reply without
-holding a thread, so slow models never starve the web server.
+holding a thread, so slow models never starve the web server. A service's repeated predictions are
+served by apps/registry/asgi.py's fast lane, which calls the same view.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import CachedTokenAuthentication
 from apps.accounts.errors import ApiError, error_body
 from apps.registry import inference, selectors, services
 from apps.registry.models import Prediction
@@ -50,7 +53,36 @@ class ModelDetailApi(APIView):
 
 
 class ModelPredictApi(AsyncAPIView):
+    """Predictions. A service may call this hundreds of times a second, so its usual request (an API
+    token checked in the last few seconds, for a model it used in the last few seconds) never leaves
+    the event loop: no thread, no database; only Redis, awaited. Such requests are also spared
+    Django's request cycle: the fast lane (apps/registry/asgi.py) calls this view with the token's
+    user and the model it found in memory, as `request.remembered_access`."""
+
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
+
+    async def async_dispatch(self, request, *args, **kwargs):
+        # adrf runs `initial` (authentication, permissions, throttles) in a new thread for every
+        # request; with the token's user at hand, it does no I/O and runs here.
+        remembered = getattr(request, "remembered_access", None)
+        if remembered is not None:
+            credentials = remembered.user, remembered.token
+        else:
+            credentials = CachedTokenAuthentication.cached_credentials(request) if request.method == "POST" else None
+        if credentials is None:
+            return await super().async_dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        self.request = drf_request = self.initialize_request(request, *args, **kwargs)
+        drf_request.user, drf_request.auth = credentials
+        self.headers = self.default_response_headers
+        try:
+            self.initial(drf_request, *args, **kwargs)
+            response = await self.post(drf_request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(drf_request, response, *args, **kwargs)
+        return self.response
 
     @extend_schema(
         summary="Predict with a model version (by id or name@alias)",
@@ -64,7 +96,12 @@ class ModelPredictApi(AsyncAPIView):
         },
     )
     async def post(self, request, reference: str):
-        model = await sync_to_async(selectors.model_version_get_usable)(user=request.user, reference=reference)
+        remembered = getattr(request, "remembered_access", None)
+        if remembered is not None:
+            model = remembered.model
+        else:
+            token = request.auth.key if request.auth is not None else None
+            model = await selectors.model_version_get_usable_async(user=request.user, reference=reference, token=token)
         files, data = _read_inputs(request)
         if get_pipeline(model.pipeline).predict_mode == "async":
             prediction = await sync_to_async(_prediction_create)(model=model, user=request.user, files=files, data=data)
@@ -72,7 +109,9 @@ class ModelPredictApi(AsyncAPIView):
             body["url"] = f"/api/v1/predictions/{prediction.pk}/"
             return Response(body, status=status.HTTP_202_ACCEPTED)
         try:
-            reply = await inference.predict(model=model, files=files, data=data, timeout=settings.PREDICT_TIMEOUT)
+            reply = await inference.predict(
+                model=inference.model_reference(model), files=files, data=data, timeout=settings.PREDICT_TIMEOUT
+            )
         except inference.PredictTimeout:
             return Response(
                 error_body(f"No prediction within {settings.PREDICT_TIMEOUT:g} s; try again later."),

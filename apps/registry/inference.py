@@ -1,8 +1,15 @@
-"""Sending predictions to the inference workers without blocking a web thread.
+"""Sending fast predictions to the inference workers without blocking a web thread.
 
-A fast prediction's inputs go to Redis under a fresh key, the `inference` queue gets the key, and the
-(async) view waits on the reply list with BLPOP: the event loop keeps serving other requests while a
-worker computes. Slow predictions (videos) are rows polled over REST instead.
+A request's inputs are pushed onto one Redis list of pending predictions, and the (async) view waits
+on its own reply list with BLPOP: the event loop keeps serving other requests while a worker computes.
+Slow predictions (videos) are rows polled over REST instead.
+
+Workers answer the pending list in batches (worker/runtime/inference.py): a `worker.tasks.predict`
+task pops whatever is pending, runs each model's share through its predictor in one call, and keeps
+serving the list until it has been idle for PREDICT_LINGER seconds. While such a task is queued or
+running, a lease key exists and a view only pushes; the view that finds no lease takes it and sends
+the task. A busy period therefore costs one Celery message rather than one per prediction, and a
+prediction arriving while a worker is serving waits for no broker round trip at all.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 import weakref
 
@@ -20,9 +28,12 @@ from django.conf import settings
 from apps.registry.models import ModelVersion
 
 PREDICT_TASK = "worker.tasks.predict"
-REQUEST_KEY = "dlsite:predict:request:{}"
+PENDING_KEY = "dlsite:predict:pending"
+LEASE_SUFFIX = ":lease"  # the lease of a pending list is the key next to it
 REPLY_KEY = "dlsite:predict:reply:{}"
-REQUEST_TTL_SECONDS = 120
+# A lease outlives a worker that died holding it by this much at most. A live worker renews it each
+# time round its loop: at least once a second while idle, after each batch while busy.
+LEASE_SECONDS = 10
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -46,25 +57,34 @@ def model_reference(model: ModelVersion) -> dict:
     return {"id": model.pk, "pipeline": model.pipeline, "storage_path": model.storage_path, "sha256": model.sha256}
 
 
-def encode_request(model: ModelVersion, files: dict[str, bytes], data: dict) -> str:
+def encode_request(*, key: str, model: dict, files: dict[str, bytes], data: dict, deadline: float) -> str:
     return json.dumps({
-        "model": model_reference(model),
+        "key": key,
+        "model": model,
         "files": {name: base64.b64encode(content).decode("ascii") for name, content in files.items()},
         "data": data,
+        "deadline": deadline,  # wall-clock seconds; after it nobody waits for the answer
     })
 
 
-async def predict(*, model: ModelVersion, files: dict[str, bytes], data: dict, timeout: float) -> dict:
-    """The worker's reply: {"status": 200, "body": ...} or {"status": 4xx/5xx, "message": ...}."""
+def send_predict_task(pending_key: str = PENDING_KEY) -> None:
     from dlsite.celery import app
 
+    app.send_task(PREDICT_TASK, args=[pending_key])
+
+
+async def predict(*, model: dict, files: dict[str, bytes], data: dict, timeout: float) -> dict:
+    """The worker's reply: {"status": 200, "body": ...} or {"status": 4xx/5xx, "message": ...}."""
     key = uuid.uuid4().hex
+    request = encode_request(key=key, model=model, files=files, data=data, deadline=time.time() + timeout)
     client = _client()
-    await client.set(REQUEST_KEY.format(key), encode_request(model, files, data), ex=REQUEST_TTL_SECONDS)
-    await sync_to_async(app.send_task, thread_sensitive=False)(PREDICT_TASK, args=[key])
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.rpush(PENDING_KEY, request)
+        pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
+        _, took_lease = await pipe.execute()
+    if took_lease:  # no worker is serving the list, nor about to
+        await sync_to_async(send_predict_task, thread_sensitive=False)()
     reply = await client.blpop([REPLY_KEY.format(key)], timeout=timeout)
     if reply is None:
-        # Whoever picks the request up later finds nothing to do.
-        await client.delete(REQUEST_KEY.format(key))
-        raise PredictTimeout
+        raise PredictTimeout  # the worker skips the request once its deadline has passed
     return json.loads(reply[1])

@@ -3,11 +3,16 @@ owner may change a model. Anything else is a 404."""
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from apps.accounts.errors import ApiError
 from apps.registry.models import ModelVersion, Prediction
+from dlsite.caching import TimedCache
+
+_usable_by_token = TimedCache(seconds=settings.ACCESS_CACHE_SECONDS)
 
 
 def model_version_list(*, user) -> QuerySet[ModelVersion]:
@@ -38,6 +43,24 @@ def model_version_get_usable(*, user, reference: str) -> ModelVersion:
     if not candidates:
         raise Http404
     return candidates[0]
+
+
+def model_version_get_usable_cached(*, token: str, reference: str) -> ModelVersion | None:
+    """What model_version_get_usable answered for this API token in the last ACCESS_CACHE_SECONDS, if
+    anything."""
+    return _usable_by_token.get((token, reference))
+
+
+async def model_version_get_usable_async(*, user, reference: str, token: str | None) -> ModelVersion:
+    """model_version_get_usable for an async view. Answers for an API token are remembered (by token,
+    whose key nobody else ever has), so a service predicting many times a second costs the database
+    nothing; a revoked share or a moved alias takes effect within ACCESS_CACHE_SECONDS."""
+    model = model_version_get_usable_cached(token=token, reference=reference) if token else None
+    if model is None:
+        model = await sync_to_async(model_version_get_usable)(user=user, reference=reference)
+        if token:
+            _usable_by_token.set((token, reference), model)
+    return model
 
 
 def model_version_get_owned(*, user, model_id: int) -> ModelVersion:

@@ -57,25 +57,39 @@
   }
 
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${runId}/`);
-  socket.onmessage = (message) => {
-    const event = JSON.parse(message.data);
-    if (event.type === "snapshot") {
-      Object.keys(history).forEach((k) => delete history[k]);
-      lastSeq = event.seq;
-      setStatus(event.status);
-      document.getElementById("progress").value = event.progress;
-      mergeMetrics(event.metrics);
-      return;
-    }
-    if (event.seq > lastSeq + 1) socket.send(JSON.stringify({ type: "resync" }));
-    lastSeq = Math.max(lastSeq, event.seq);
-    if (event.type === "status") setStatus(event.status);
-    if (event.type === "progress") {
-      document.getElementById("progress").value = event.progress;
-      document.getElementById("progress-message").textContent = event.message;
-    }
-    if (event.type === "metrics") mergeMetrics(event.metrics);
-    if (event.type === "log") document.getElementById("log").textContent += event.message + "\n";
-  };
+  let retryDelay = 1000;
+
+  // The server sends a fresh snapshot on every connection, so after a restart (of the server, or of
+  // Redis behind it) reconnecting is all it takes to be in step again.
+  function connect() {
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${runId}/`);
+    socket.onmessage = (message) => {
+      retryDelay = 1000;
+      const event = JSON.parse(message.data);
+      if (event.type === "snapshot") {
+        Object.keys(history).forEach((k) => delete history[k]);
+        lastSeq = event.seq;
+        setStatus(event.status);
+        document.getElementById("progress").value = event.progress;
+        mergeMetrics(event.metrics);
+        return;
+      }
+      if (event.seq > lastSeq + 1) socket.send(JSON.stringify({ type: "resync" }));
+      lastSeq = Math.max(lastSeq, event.seq);
+      if (event.type === "status") setStatus(event.status);
+      if (event.type === "progress") {
+        document.getElementById("progress").value = event.progress;
+        document.getElementById("progress-message").textContent = event.message;
+      }
+      if (event.type === "metrics") mergeMetrics(event.metrics);
+      if (event.type === "log") document.getElementById("log").textContent += event.message + "\n";
+    };
+    socket.onclose = (closed) => {
+      if (closed.code >= 4400 && closed.code < 4500) return; // refused: signed out, or no such run
+      // Spread out, so that the pages of a restarted server do not all come back at once.
+      setTimeout(connect, retryDelay * (0.5 + Math.random()));
+      retryDelay = Math.min(2 * retryDelay, 30000);
+    };
+  }
+  connect();
 })();

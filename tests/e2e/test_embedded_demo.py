@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+from django.conf import settings
 from websockets.sync.client import connect
 
 from tests.conftest import REPO_ROOT, wait_for
@@ -68,7 +69,7 @@ def test_demo_trains_streams_and_predicts(demo):
     base, health, process, log_path = demo
     assert health["database"]["ok"] and health["database"]["vendor"] == "sqlite"
     assert health["redis"]["ok"]
-    assert {queue for worker in health["workers"] for queue in worker["queues"]} == {"training", "inference", "batch", "default"}
+    assert {queue for worker in health["workers"] for queue in worker["queues"]} == set(settings.QUEUES)
 
     token = httpx.post(f"{base}/api/v1/auth/token/", json={"username": "demo", "password": "demo"}).json()["token"]
     headers = {"Authorization": f"Token {token}"}

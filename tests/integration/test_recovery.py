@@ -55,6 +55,7 @@ class Platform:
             DLSITE_REAPER_INTERVAL="1",
             DLSITE_RUN_RESEND_AFTER="3",
             DLSITE_RUN_FLUSH_INTERVAL="0.2",
+            DLSITE_CHECKPOINT_INTERVAL="0",
             DLSITE_WORKER_HEARTBEAT_INTERVAL="1",
             DLSITE_WORKER_THREADS="2",
             DLSITE_WORKER_KIND="training",

@@ -24,8 +24,10 @@ CHECKPOINT_STATE_FILE = "checkpoint.json"
 class RunContext(ABC):
     """What a pipeline may ask of the platform while it trains."""
 
-    def __init__(self, *, seed: int, work_dir: Path, cache_dir: Path):
+    def __init__(self, *, seed: int, work_dir: Path, cache_dir: Path, gpus: int = 0):
         self.seed = seed
+        self.gpus = gpus  # how many GPUs the run asked for; see distribution_strategy()
+        self._distribution_strategy = None
         self.work_dir = Path(work_dir)
         self.cache_dir = Path(cache_dir)
         self.artifacts_dir = self.work_dir / "artifacts"
@@ -33,6 +35,9 @@ class RunContext(ABC):
         # A trained model folder to start from instead of a fresh model (the parent run's, when a
         # run continues another); a checkpoint of this run, when there is one, takes precedence.
         self.initial_model_dir: Path | None = None
+        # Seconds between checkpoints (0: after every epoch). Saving a model with its optimizer state
+        # costs a fraction of a second: worth it every minute, not after every 4-second epoch.
+        self.checkpoint_interval = 0.0
         for folder in (self.artifacts_dir, self.checkpoint_dir, self.cache_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -77,6 +82,30 @@ class RunContext(ABC):
 
     def _checkpoint_saved(self, step: int) -> None:
         """Hook for contexts that copy checkpoints elsewhere (the platform's artifact store)."""
+
+    # Devices ---------------------------------------------------------------------------------------
+
+    def distribution_strategy(self) -> Any:
+        """The tf.distribute strategy to build and compile models under (`with strategy.scope():`).
+
+        A run that asks for more than one GPU gets a MirroredStrategy over the first `gpus` GPUs this
+        process sees (a worker for such runs is started with all of its host's GPUs visible); any other
+        run gets TensorFlow's default strategy, on its one GPU or the CPU. Created once per context.
+        """
+        if self._distribution_strategy is None:
+            import tensorflow as tf  # only when a pipeline trains
+
+            visible = [device.name for device in tf.config.list_logical_devices("GPU")] if self.gpus else []
+            devices = visible[: self.gpus]
+            if len(devices) < self.gpus:
+                where = f"{len(devices)} GPU{'s' if len(devices) > 1 else ''}" if devices else "the CPU"
+                self.log(f"the run asks for gpus={self.gpus}; this worker sees {len(visible)}: training on {where}",
+                         level="warning")
+            if len(devices) > 1:
+                self._distribution_strategy = tf.distribute.MirroredStrategy(devices=devices)
+            else:
+                self._distribution_strategy = tf.distribute.get_strategy()
+        return self._distribution_strategy
 
     # Keras -----------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Predictions on a worker: predictors loaded once per process, kept in an LRU cache.
 
-Fast predictions arrive as a Redis key (the request's inputs) and are answered on a Redis list the web
-view is waiting on; slow ones are Prediction rows, answered in the row.
+Fast predictions wait on one Redis list (apps/registry/inference.py); a `predict` task serves it in
+batches until it has been idle for PREDICT_LINGER seconds, and answers each on the reply list its web
+view is waiting on. Slow ones are Prediction rows, answered in the row.
 """
 
 from __future__ import annotations
@@ -19,15 +20,26 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from apps.registry.inference import LEASE_SECONDS, LEASE_SUFFIX, REPLY_KEY, model_reference, send_predict_task
 from apps.registry.models import Prediction
 from worker.pipelines.base import PredictInput, Predictor, get_pipeline
 from worker.runtime.storage import download_folder_zip
 
 logger = logging.getLogger(__name__)
 
-REQUEST_KEY = "dlsite:predict:request:{}"
-REPLY_KEY = "dlsite:predict:reply:{}"
 REPLY_TTL_SECONDS = 60
+# A task busy for this long hands over to a new one (queued behind whatever else waits for the worker),
+# so serving a steady stream of predictions never holds a worker for good.
+SERVE_SECONDS_PER_TASK = 60
+# Ends the lease only if nothing is pending, atomically: a view pushing meanwhile either finds the lease
+# (and its request is served by this loop) or takes it afresh (and sends a new task).
+RELEASE_IF_IDLE = """
+if redis.call('LLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[2])
+    return 1
+end
+return 0
+"""
 
 
 class PredictorCache:
@@ -66,17 +78,103 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-def answer_request(key: str) -> None:
-    """Answer one fast prediction request; its web view is waiting on the reply list."""
+def serve_pending(pending_key: str) -> int:
+    """Answer the predictions pending on `pending_key`, a batch at a time, until none has come for
+    PREDICT_LINGER seconds; returns how many were answered.
+
+    A task that finds nothing to do (another one served its request) ends at once. One that pops a
+    full batch asks for another task (at most one a second), so that a second inference worker, if
+    there is one, helps with the backlog. One that has served for SERVE_SECONDS_PER_TASK hands the
+    lease over to a new task.
+    """
     client = redis_client()
-    payload = client.getdel(REQUEST_KEY.format(key))
-    if payload is None:
-        return  # the view gave up (timeout) or another worker already answered
-    request = json.loads(payload)
-    files = {name: base64.b64decode(content) for name, content in request["files"].items()}
-    reply = predict_reply(request["model"], PredictInput(files=files, data=request["data"]))
-    reply_key = REPLY_KEY.format(key)
-    client.pipeline().rpush(reply_key, json.dumps(reply)).expire(reply_key, REPLY_TTL_SECONDS).execute()
+    release_if_idle = client.register_script(RELEASE_IF_IDLE)
+    lease_key = pending_key + LEASE_SUFFIX
+    answered = 0
+    replies: list[tuple[str, str]] = []
+    idle_since = started = time.monotonic()
+    while True:
+        with client.pipeline(transaction=False) as pipe:
+            _push_replies(pipe, replies)  # the last batch's, with the next pop: one round trip
+            pipe.lpop(pending_key, settings.PREDICT_BATCH_SIZE)
+            pipe.expire(lease_key, LEASE_SECONDS)  # still serving
+            requests = pipe.execute()[-2] or []
+        replies = []
+        if len(requests) == settings.PREDICT_BATCH_SIZE and client.set(pending_key + ":helped", 1, nx=True, ex=1):
+            send_predict_task(pending_key)
+        if not requests:
+            waited = time.monotonic() - idle_since
+            if waited >= (settings.PREDICT_LINGER if answered else 0):
+                if release_if_idle(keys=[pending_key, lease_key]):
+                    return answered
+                continue  # a request came in just now
+            # Wake on the next request; at least once a second, to renew the lease.
+            first = client.blpop([pending_key], timeout=max(0.01, min(1.0, settings.PREDICT_LINGER - waited)))
+            if first is None:
+                continue
+            requests = [first[1], *(client.lpop(pending_key, settings.PREDICT_BATCH_SIZE - 1) or [])]
+        replies = answer_batch(requests)
+        answered += len(replies)
+        idle_since = time.monotonic()
+        if idle_since - started > SERVE_SECONDS_PER_TASK:
+            with client.pipeline(transaction=False) as pipe:
+                _push_replies(pipe, replies)
+                pipe.execute()
+            send_predict_task(pending_key)  # the lease stays, for the next task
+            return answered
+
+
+def _push_replies(pipe: redis.client.Pipeline, replies: list[tuple[str, str]]) -> None:
+    for reply_key, reply in replies:
+        pipe.rpush(reply_key, reply).expire(reply_key, REPLY_TTL_SECONDS)
+
+
+def answer_batch(payloads: list[bytes]) -> list[tuple[str, str]]:
+    """(reply list key, JSON reply) for each request of a batch still awaited, one predictor call per
+    model."""
+    now = time.time()
+    requests = [request for request in map(json.loads, payloads) if request["deadline"] > now]
+    by_model: dict[str, list[dict]] = {}
+    for request in requests:
+        by_model.setdefault(json.dumps(request["model"], sort_keys=True), []).append(request)
+    replies = []
+    for group in by_model.values():
+        inputs = [
+            PredictInput(
+                files={name: base64.b64decode(content) for name, content in request["files"].items()},
+                data=request["data"],
+            )
+            for request in group
+        ]
+        for request, reply in zip(group, predict_replies(group[0]["model"], inputs)):
+            replies.append((REPLY_KEY.format(request["key"]), reply))
+    return replies
+
+
+def predict_replies(model: dict, batch: list[PredictInput]) -> list[str]:
+    """The JSON replies to a batch of inputs for one model, in order.
+
+    A predictor with `predict_batch` answers the batch in one call. If it refuses the batch (one bad
+    input spoils the call), each input is tried alone, so that only the bad one is answered 400.
+    """
+    try:
+        predictor = predictor_cache().get(model)
+        if len(batch) > 1 and hasattr(predictor, "predict_batch"):
+            return [_ok(output) for output in predictor.predict_batch(batch)]
+    except ValueError:
+        pass
+    except Exception as error:
+        return [_failed(model, error)] * len(batch)
+    return [json.dumps(predict_reply(model, inputs)) for inputs in batch]
+
+
+def _ok(output) -> str:
+    return json.dumps({"status": 200, "body": output})
+
+
+def _failed(model: dict, error: Exception) -> str:
+    logger.error("prediction with model %s failed", model.get("id"), exc_info=error)
+    return json.dumps({"status": 500, "message": f"Prediction failed: {type(error).__name__}."})
 
 
 def predict_reply(model: dict, inputs: PredictInput) -> dict:
@@ -94,8 +192,6 @@ def predict_reply(model: dict, inputs: PredictInput) -> dict:
 
 def prediction_execute(prediction_id: int) -> None:
     """Answer a slow prediction (a row) and record its outcome."""
-    from apps.registry.inference import model_reference
-
     claimed = Prediction.objects.filter(pk=prediction_id, status=Prediction.Status.QUEUED).update(
         status=Prediction.Status.RUNNING
     )

@@ -7,6 +7,7 @@ resumed attempt continues exactly where this one stopped).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import keras
@@ -26,6 +27,7 @@ class RunContextCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._steps_per_epoch = 0
         self._interrupted = False  # stopped part-way through an epoch
+        self._last_checkpoint = time.monotonic()
 
     def on_train_begin(self, logs=None):
         self._steps_per_epoch = int(self.params.get("steps") or 0)
@@ -52,10 +54,11 @@ class RunContextCallback(keras.callbacks.Callback):
         self.ctx.progress(step, self.epochs, f"epoch {step}/{self.epochs}")
         summary = ", ".join(f"{key}={value:.4f}" for key, value in values.items())
         self.ctx.log(f"epoch {step}/{self.epochs}: {summary}")
-        stopping = self.ctx.should_stop()
-        if not stopping and (step % self.checkpoint_every == 0 or step == self.epochs):
+        due = time.monotonic() - self._last_checkpoint >= self.ctx.checkpoint_interval
+        if not self.ctx.should_stop() and ((due and step % self.checkpoint_every == 0) or step == self.epochs):
             self.model.save(self.ctx.checkpoint_dir / CHECKPOINT_MODEL_FILE)
             self.ctx.save_checkpoint(step, epoch=step)
+            self._last_checkpoint = time.monotonic()
 
 
 def resume_epoch(ctx: RunContext) -> tuple[keras.Model | None, int]:

@@ -27,9 +27,10 @@ class LocalRunContext(RunContext):
         work_dir: Path | None = None,
         cache_dir: Path | None = None,
         show_progress: bool = True,
+        gpus: int = 0,
     ):
         work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dlsite-run-"))
-        super().__init__(seed=seed, work_dir=work_dir, cache_dir=cache_dir or work_dir / "cache")
+        super().__init__(seed=seed, work_dir=work_dir, cache_dir=cache_dir or work_dir / "cache", gpus=gpus)
         self.metrics: dict[str, dict[int, float]] = {}
         self.artifacts: list[tuple[Path, str, dict[str, Any]]] = []
         self.checkpoints: list[int] = []

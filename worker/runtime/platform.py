@@ -9,13 +9,14 @@ events. If the run no longer belongs to this attempt, the context stops the trai
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DataError, IntegrityError, close_old_connections, connection
 from django.utils import timezone
 
 from apps.experiments import services
@@ -28,10 +29,13 @@ logger = logging.getLogger(__name__)
 
 
 class PlatformRunContext(RunContext):
-    def __init__(self, *, run_id: int, attempt: int, seed: int, work_dir: Path, cache_dir: Path, total_hint: float = 1.0):
-        super().__init__(seed=seed, work_dir=work_dir, cache_dir=cache_dir)
+    def __init__(
+        self, *, run_id: int, attempt: int, seed: int, work_dir: Path, cache_dir: Path, gpus: int = 0,
+    ):
+        super().__init__(seed=seed, work_dir=work_dir, cache_dir=cache_dir, gpus=gpus)
         self.run_id = run_id
         self.attempt = attempt
+        self.checkpoint_interval = settings.CHECKPOINT_INTERVAL
         self._lock = threading.Lock()
         self._report = RunReport()
         self._uploads: list[tuple[Path, str, dict, bool]] = []  # path, kind, metadata, is_checkpoint
@@ -46,8 +50,12 @@ class PlatformRunContext(RunContext):
 
     def log_metrics(self, step: int, **values: float) -> None:
         now = timezone.now()
+        finite = {key: float(value) for key, value in values.items() if math.isfinite(float(value))}
+        for key in values.keys() - finite.keys():
+            # A diverged loss is worth a line in the log; it cannot be a point on a chart.
+            self.log(f"{key} is {values[key]} at step {step}: not recorded as a metric", level="warning")
         with self._lock:
-            self._report.metrics.extend((key, int(step), float(value), now) for key, value in values.items())
+            self._report.metrics.extend((key, int(step), value, now) for key, value in finite.items())
             self._report.current_step = int(step)
 
     def progress(self, done: float, total: float, message: str = "") -> None:
@@ -108,6 +116,11 @@ class PlatformRunContext(RunContext):
             self._cancelled = self._cancelled or outcome.cancel_requested
             for path, kind, metadata, is_checkpoint in uploads:
                 self._upload(path, kind, metadata, is_checkpoint)
+        except (IntegrityError, DataError):
+            # The batch itself is bad (it would fail again): drop it rather than retry forever.
+            logger.exception("run %s: a report batch was refused by the database and dropped", self.run_id)
+            with self._lock:
+                self._uploads = uploads + self._uploads
         except Exception:
             # A database hiccup must not kill training: put the batch back and try again next tick.
             logger.exception("run %s: flush failed, retrying", self.run_id)

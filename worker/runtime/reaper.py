@@ -34,7 +34,10 @@ def runs_reap() -> str:
 
 def _reap_lost_runs(now) -> tuple[int, int]:
     silent_since = now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
-    lost = Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=silent_since).values_list("pk", "attempt")
+    # External runs are logged to by scripts outside the platform: no worker, no heartbeat to miss.
+    lost = Run.objects.filter(
+        status=RunStatus.RUNNING, external=False, heartbeat_at__lt=silent_since
+    ).values_list("pk", "attempt")
     requeued = failed = 0
     for run_id, attempt in list(lost):
         if attempt < settings.RUN_MAX_ATTEMPTS:
@@ -53,7 +56,7 @@ def _reap_lost_runs(now) -> tuple[int, int]:
 
 def _resend_lost_messages(now) -> int:
     waiting = list(Run.objects.filter(
-        status=RunStatus.QUEUED, enqueued_at__lt=now - timedelta(seconds=settings.RUN_RESEND_AFTER)
+        status=RunStatus.QUEUED, external=False, enqueued_at__lt=now - timedelta(seconds=settings.RUN_RESEND_AFTER)
     ))
     if not waiting:
         return 0

@@ -45,7 +45,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
     work_dir = settings.WORK_DIR / "runs" / f"{run_id}-{attempt}"
     ctx = PlatformRunContext(
         run_id=run_id, attempt=attempt, seed=run.seed or 0, work_dir=work_dir,
-        cache_dir=settings.WORK_DIR / "cache",
+        cache_dir=settings.WORK_DIR / "cache", gpus=run.gpus,
     )
     try:
         _restore_checkpoint(ctx, run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -222,6 +224,61 @@ def test_token_needs_no_origin(user):
         communicator, connected, _ = await connect(path, [(b"origin", b"http://evil.example")])
         assert connected
         assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await communicator.disconnect()
+
+    run_async(body)
+
+
+def test_subscribers_in_one_process_share_one_group_member(user):
+    """Each server process joins a run's group once and hands every batch to all its subscribers."""
+    from channels.layers import get_channel_layer
+
+    from apps.experiments.events import run_group_name
+
+    run = make_run(user, status=RunStatus.RUNNING)
+    path = token_path(user, run)
+
+    async def group_size() -> int:
+        layer = get_channel_layer()
+        group = run_group_name(run.pk)
+        return await layer.connection(layer.consistent_hash(group)).zcard(layer._group_key(group))
+
+    async def body():
+        communicators = [(await connect(path))[0] for _ in range(3)]
+        for communicator in communicators:
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["seq"] == 0
+        assert await group_size() == 1
+
+        await database_sync_to_async(publish)(run.pk, [{"type": "log", "message": "a"}, {"type": "log", "message": "b"}])
+        for communicator in communicators:
+            assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "log", "message": "a", "seq": 1}
+            assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "log", "message": "b", "seq": 2}
+
+        for communicator in communicators:
+            await communicator.disconnect()
+        for _ in range(50):  # the last one out leaves the group in the background
+            if await group_size() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await group_size() == 0
+
+    run_async(body)
+
+
+def test_resync_of_a_finished_run_sends_its_final_status_again(user):
+    run = make_run(user, status=RunStatus.SUCCEEDED, progress=1.0, event_seq=9)
+    path = token_path(user, run)
+
+    async def body():
+        communicator, connected, _ = await connect(path)
+        assert connected
+        assert [(await communicator.receive_json_from(timeout=TIMEOUT))["type"] for _ in range(2)] == ["snapshot", "status"]
+        await communicator.send_json_to({"type": "resync"})
+        snapshot = await communicator.receive_json_from(timeout=TIMEOUT)
+        assert (snapshot["type"], snapshot["status"], snapshot["seq"]) == ("snapshot", "succeeded", 9)
+        assert await communicator.receive_json_from(timeout=TIMEOUT) == {
+            "type": "status", "status": "succeeded", "seq": 9, "final": True,
+        }
         await communicator.disconnect()
 
     run_async(body)

@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a parameter (JSON value)")
         parser.add_argument("--dataset", default=None, help="a dataset id or builtin:<name>")
         parser.add_argument("--experiment", default=None)
+        parser.add_argument("--queue", default=None, help="one of settings.QUEUES (by default chosen from --gpus)")
+        parser.add_argument("--gpus", type=int, default=0, help="GPUs to train on; more than one: a distribution strategy")
         parser.add_argument("--no-follow", action="store_true")
 
     def handle(self, *args, **options):
@@ -43,7 +45,7 @@ class Command(BaseCommand):
         try:
             run = services.run_submit(
                 user=user, pipeline=options["pipeline"], params=params, dataset=options["dataset"],
-                experiment=options["experiment"],
+                experiment=options["experiment"], queue=options["queue"], gpus=options["gpus"],
             )
         except ApiError as error:
             raise CommandError(f"{error.message} {json.dumps(error.errors)}") from None

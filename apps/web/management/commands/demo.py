@@ -57,16 +57,18 @@ def platform_children(port: int) -> list[Child]:
     cores = len(os.sched_getaffinity(0))
     return [
         # Training uses every core; inference and batch one each, so neither takes more than a core
-        # from a training run.
-        celery_worker("training", "training", threads=cores),
+        # from a training run. One host, one training worker: it sees every GPU, so it takes multi-GPU
+        # runs too.
+        celery_worker("training", "training,training-multi", threads=cores),
         celery_worker("inference", "inference", threads=1),
         celery_worker("batch", "batch,default", threads=1),
         Child("beat", [*CELERY, "beat", "-s", str(settings.DATA_DIR / "celerybeat-schedule"), "-l", "INFO"]),
         Child(
             "web",
-            # The ASGI app handles no lifespan events; "off" spares a misleading log line.
+            # The ASGI app handles no lifespan events; "off" spares a misleading log line. Websocket
+            # frames: see the Dockerfile's web target.
             [sys.executable, "-m", "uvicorn", "dlsite.asgi:application", "--host", HOST, "--port", str(port),
-             "--lifespan", "off"],
+             "--lifespan", "off", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false"],
         ),
     ]  # fmt: skip
 
