@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support.platform import running_platform, wait_for_run  # noqa: E402
+from bench.support.harness import running_platform, wait_for_run  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
 
 

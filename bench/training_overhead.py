@@ -18,7 +18,7 @@ machine's load during the benchmark weighs on both alike.
 
 Printed, medians over the repeats:
 - fit: the `model.fit` span (the pipeline's `train_seconds`, measured around the same call; in the
-  platform it includes the per-epoch checkpoints and progress reports); ratio platform / bare.
+  platform it includes the progress reports and the checkpoints); ratio platform / bare.
 - end to end: the bare script from its first line after the imports to the model saved, against the
   platform from POST /runs/ to the websocket's `succeeded` (plus, in the platform: claiming the run,
   confusion-matrix plots, the report, uploading checkpoints and the model, registering the version).
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -220,6 +221,7 @@ def main() -> None:
             platform_runs.append(run_platform(platform, params))
             print(f"platform run {repeat}: {rounded(platform_runs[-1])}", flush=True)
     report(bare, platform_runs)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class PredictTimeout(Exception):
-    pass
+    """No worker answered within the prediction timeout."""
 
 
 def _client() -> aioredis.Redis:

@@ -105,11 +105,16 @@ def test_tiny_run_trains_registers_predicts_and_shares(celery_worker, api, other
     )
     assert Run.objects.get(pk=run_id).status_changes.count() == 3
 
-    # A prediction that cannot be answered in time is a 504 in the error shape, not a hung request.
-    settings.PREDICT_TIMEOUT = 0.001
+    # While the session's only worker is busy training, a prediction cannot be answered in time: a 504
+    # in the error shape, not a hung request.
+    busy = api.post("/api/v1/runs/", {"pipeline": "traffic_signs", "params": {**TINY, "epochs": 200}}, format="json")
+    wait_for(lambda: Run.objects.get(pk=busy.json()["id"]).current_step >= 1, timeout=120, message="the busy run")
+    settings.PREDICT_TIMEOUT = 1
     too_slow = api.post(f"/api/v1/models/{model_id}/predict/", {"file": upload(sign_png(), "s.png")}, format="multipart")
     assert too_slow.status_code == 504
-    assert too_slow.json()["message"].startswith("No prediction within")
+    assert too_slow.json()["message"] == "No prediction within 1 s; try again later."
+    assert api.post(f"/api/v1/runs/{busy.json()['id']}/cancel/").status_code == 202
+    assert wait_for_status(busy.json()["id"], {RunStatus.CANCELLED}, timeout=30).status == RunStatus.CANCELLED
 
     # A run that continues this one starts from its weights and becomes version 2 of the model.
     child = api.post("/api/v1/runs/", {"pipeline": "traffic_signs", "params": TINY, "parent": run_id}, format="json")

@@ -43,6 +43,7 @@ def run_execute(*, run_id: int, attempt: int) -> str:
     pipeline = get_pipeline(run.pipeline)
     params = pipeline.Params.model_validate(run.params)
     work_dir = settings.WORK_DIR / "runs" / f"{run_id}-{attempt}"
+    shutil.rmtree(work_dir, ignore_errors=True)  # left by a killed attempt, or another database's run
     ctx = PlatformRunContext(
         run_id=run_id, attempt=attempt, seed=run.seed or 0, work_dir=work_dir,
         cache_dir=settings.WORK_DIR / "cache", gpus=run.gpus,
