@@ -98,11 +98,15 @@ def main() -> None:
                 wait_for(lambda: Run.objects.get(pk=run.pk).status == RunStatus.RUNNING, timeout=120, message="claim")
                 time.sleep(random.uniform(0.5, baseline_seconds * 0.8))  # a random moment of the run
                 platform.kill(worker)
-                killed_at = Run.objects.get(pk=run.pk).current_step
+                killed = Run.objects.get(pk=run.pk)
+                killed_at, was_running = killed.current_step, killed.status == RunStatus.RUNNING
                 worker = platform.start_worker(f"worker-{kill}")
                 run = finished(run.pk)
                 ok = correct(run)
                 lost = wall_seconds(run) - baseline_seconds
+                if not was_running:  # the run had finished before the kill: nothing to recover
+                    print(f"kill {kill:2d}: after the run finished ({run.status}); not counted")
+                    continue
                 outcomes.append((ok, lost))
                 print(
                     f"kill {kill:2d}: after epoch {killed_at}, resumed from {run.resumed_from_step}, "
@@ -113,7 +117,7 @@ def main() -> None:
 
     losses = [lost for _, lost in outcomes]
     print()
-    print(f"runs resumed and finished correctly: {sum(ok for ok, _ in outcomes)}/{len(outcomes)}")
+    print(f"runs killed mid-run that resumed and finished correctly: {sum(ok for ok, _ in outcomes)}/{len(outcomes)}")
     print(f"time lost per kill: median {statistics.median(losses):.1f} s, max {max(losses):.1f} s "
           "(the workers' heartbeat timeout is 3 s; a new worker's start-up and the epoch in progress "
           "since the last checkpoint come on top)")
