@@ -14,6 +14,8 @@ the model has 4,291,499 parameters.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 from keras import layers
 
@@ -32,8 +34,19 @@ def build_model(
     conv_filters: tuple[int, int] = (32, 64),
     kernel_size: int = 5,
     dense_units: int = 1024,
+    seed: int | None = None,
 ) -> keras.Model:
-    """The book's CNN; outputs class probabilities (softmax over the `logits` layer)."""
+    """The book's CNN; outputs class probabilities (softmax over the `logits` layer).
+
+    With a `seed`, every initializer and dropout layer gets a seed of its own derived from it, so the
+    model is the same whatever else in the process drew from Python's global random generator since
+    `keras.utils.set_random_seed` (a worker's reporting thread does: same-seed runs used to differ).
+    """
+    layer_seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
+
+    def glorot_uniform():
+        return keras.initializers.GlorotUniform(seed=next(layer_seeds))
+
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for index, filters in enumerate(conv_filters, start=1):
@@ -41,18 +54,18 @@ def build_model(
             filters,
             kernel_size,
             padding="same",
-            kernel_initializer="glorot_uniform",
+            kernel_initializer=glorot_uniform(),
             bias_initializer="zeros",
             name=f"conv{index}",
         )(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name=f"conv{index}_leaky_relu")(x)
         x = layers.MaxPooling2D(pool_size=2, strides=2, padding="same", name=f"pool{index}")(x)
-        x = layers.Dropout(DROPOUT_RATES[index - 1], name=f"dropout{index}")(x)
+        x = layers.Dropout(DROPOUT_RATES[index - 1], seed=next(layer_seeds), name=f"dropout{index}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(dense_units, kernel_initializer="glorot_uniform", bias_initializer="zeros", name="dense")(x)
+    x = layers.Dense(dense_units, kernel_initializer=glorot_uniform(), bias_initializer="zeros", name="dense")(x)
     x = layers.LeakyReLU(negative_slope=LEAKY_RELU_SLOPE, name="dense_leaky_relu")(x)
-    x = layers.Dropout(DROPOUT_RATES[2], name="dropout3")(x)
-    logits = layers.Dense(n_classes, kernel_initializer="glorot_uniform", bias_initializer="zeros", name="logits")(x)
+    x = layers.Dropout(DROPOUT_RATES[2], seed=next(layer_seeds), name="dropout3")(x)
+    logits = layers.Dense(n_classes, kernel_initializer=glorot_uniform(), bias_initializer="zeros", name="logits")(x)
     # Softmax as a layer: Keras' cross-entropy then works from the logits underneath (stable), and
     # the saved model answers probabilities directly.
     probabilities = layers.Activation("softmax", name="probabilities")(logits)

@@ -105,7 +105,47 @@ def test_the_model_is_the_books():
     assert [layer.rate for layer in model.layers if hasattr(layer, "rate")] == [0.2, 0.2, 0.4]
 
 
+@pytest.mark.tf
+def test_a_seeded_model_does_not_depend_on_pythons_global_random_generator():
+    # A worker's reporting thread draws from `random` while a run builds its model.
+    import random
+
+    import keras
+
+    from worker.pipelines.traffic_signs.model import build_model
+
+    keras.utils.set_random_seed(101)
+    first = build_model(seed=101)
+    keras.utils.set_random_seed(101)
+    random.random()
+    second = build_model(seed=101)
+
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
+    assert [layer.seed for layer in second.layers if hasattr(layer, "rate")] == [102, 104, 106]
+
+
 # Training ----------------------------------------------------------------------------------------
+
+
+def test_preprocessed_images_are_cached_by_dataset_and_preprocessing(pipeline, synthetic_tiny, tmp_path):
+    from worker.pipelines.traffic_signs.pipeline import _load_images_cached
+
+    folder, sha256 = synthetic_tiny
+    dataset = DatasetRef(folder, "gtsrb", "synthetic_signs", sha256)
+
+    def load(**params):
+        ctx = LocalRunContext(seed=101, work_dir=tmp_path / "run", cache_dir=tmp_path / "cache", show_progress=False)
+        return _load_images_cached(ctx, dataset, pipeline.resolve_params(params)), ctx.log_lines
+
+    (images, labels, layout), first_log = load()
+    (cached_images, cached_labels, cached_layout), second_log = load(epochs=3)
+    _, yuv_log = load(color_mode="yuv_y")
+
+    assert "[info] read 172 preprocessed images from the worker's cache" not in first_log
+    assert "[info] read 172 preprocessed images from the worker's cache" in second_log
+    assert "[info] read 172 preprocessed images from the worker's cache" not in yuv_log
+    assert np.array_equal(images, cached_images) and np.array_equal(labels, cached_labels)
+    assert (images.shape, images.dtype, layout, cached_layout) == ((172, 32, 32, 1), np.float32, "training", "training")
 
 
 @pytest.mark.tf
