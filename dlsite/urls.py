@@ -17,7 +17,7 @@ from apps.experiments.apis import (
     RunLogsApi,
     RunMetricsApi,
 )
-from apps.registry.apis import ModelDetailApi, ModelListApi, ModelPredictApi, PredictionDetailApi
+from apps.registry.apis import ModelDetailApi, ModelListApi, ModelPredictApi, PredictionDetailApi, PredictionFileApi
 
 api_v1 = [
     path("health/", HealthApi.as_view(), name="health"),
@@ -37,6 +37,7 @@ api_v1 = [
     path("models/<int:model_id>/", ModelDetailApi.as_view(), name="model-detail"),
     path("models/<str:reference>/predict/", ModelPredictApi.as_view(), name="model-predict"),
     path("predictions/<int:prediction_id>/", PredictionDetailApi.as_view(), name="prediction-detail"),
+    path("predictions/<int:prediction_id>/files/<str:name>", PredictionFileApi.as_view(), name="prediction-file"),
 ]
 
 urlpatterns = [

@@ -192,26 +192,29 @@ class ArtifactDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
     def get(self, request, artifact_id: int):
         artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=artifact_id)
-        size = default_storage.size(artifact.storage_path)
-        content_type = mimetypes.guess_type(artifact.name)[0] or "application/octet-stream"
-        byte_range = _parse_range(request.headers.get("Range", ""), size)
-        if byte_range is None:
-            response = FileResponse(default_storage.open(artifact.storage_path, "rb"), content_type=content_type)
-            response["Accept-Ranges"] = "bytes"
-            response["Content-Disposition"] = f'attachment; filename="{artifact.name}"'
-            return response
-        if byte_range == "unsatisfiable":
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
-        start, end = byte_range
-        response = StreamingHttpResponse(
-            _read_range(artifact.storage_path, start, end), status=206, content_type=content_type
-        )
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Length"] = str(end - start + 1)
+        return storage_file_response(request, storage_path=artifact.storage_path, name=artifact.name)
+
+
+def storage_file_response(request, *, storage_path: str, name: str):
+    """A stored file's bytes, whole or the single range the request asks for (videos seek with it)."""
+    size = default_storage.size(storage_path)
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    byte_range = _parse_range(request.headers.get("Range", ""), size)
+    if byte_range is None:
+        response = FileResponse(default_storage.open(storage_path, "rb"), content_type=content_type)
         response["Accept-Ranges"] = "bytes"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+    if byte_range == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    start, end = byte_range
+    response = StreamingHttpResponse(_read_range(storage_path, start, end), status=206, content_type=content_type)
+    response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    return response
 
 
 def _parse_range(header: str, size: int):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -22,11 +23,12 @@ from rest_framework.views import APIView
 
 from apps.accounts.authentication import CachedTokenAuthentication
 from apps.accounts.errors import ApiError, error_body
+from apps.experiments.apis import storage_file_response
 from apps.registry import inference, selectors, services
 from apps.registry.models import Prediction
 from apps.registry.serializers import ModelVersionSerializer, ModelVersionUpdateSerializer, PredictionSerializer
 from dlsite.jobs import enqueue
-from worker.pipelines.base import get_pipeline
+from worker.pipelines.base import PredictInput, get_pipeline
 
 
 class ModelListApi(APIView):
@@ -103,7 +105,7 @@ class ModelPredictApi(AsyncAPIView):
             token = request.auth.key if request.auth is not None else None
             model = await selectors.model_version_get_usable_async(user=request.user, reference=reference, token=token)
         files, data = _read_inputs(request)
-        if get_pipeline(model.pipeline).predict_mode == "async":
+        if get_pipeline(model.pipeline).predict_mode_for(PredictInput(files=files, data=data)) == "async":
             prediction = await sync_to_async(_prediction_create)(model=model, user=request.user, files=files, data=data)
             body = PredictionSerializer(prediction).data
             body["url"] = f"/api/v1/predictions/{prediction.pk}/"
@@ -149,3 +151,18 @@ class PredictionDetailApi(APIView):
     def get(self, request, prediction_id: int):
         prediction = selectors.prediction_get_for_user(user=request.user, prediction_id=prediction_id)
         return Response(PredictionSerializer(prediction).data)
+
+
+class PredictionFileApi(APIView):
+    """A file an async prediction produced (a rollout's video), to its owner, with Range requests."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, (206, "application/octet-stream"): bytes})
+    def get(self, request, prediction_id: int, name: str):
+        prediction = selectors.prediction_get_for_user(user=request.user, prediction_id=prediction_id)
+        outputs = prediction.outputs if isinstance(prediction.outputs, dict) else {}
+        storage_path = inference.prediction_output_path(prediction.pk, name)
+        if inference.prediction_file_url(prediction.pk, name) not in outputs.get("files", {}).values():
+            raise Http404
+        if not default_storage.exists(storage_path):
+            raise Http404
+        return storage_file_response(request, storage_path=storage_path, name=name)

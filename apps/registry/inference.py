@@ -38,6 +38,15 @@ LEASE_SECONDS = 10
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def prediction_output_path(prediction_id: int, name: str) -> str:
+    """Where a file a slow prediction produced (a rollout's video) is stored."""
+    return f"predictions/{prediction_id}/outputs/{name}"
+
+
+def prediction_file_url(prediction_id: int, name: str) -> str:
+    return f"/api/v1/predictions/{prediction_id}/files/{name}"
+
+
 class PredictTimeout(Exception):
     """No worker answered within the prediction timeout."""
 
