@@ -8,19 +8,24 @@ view is waiting on. Slow ones are Prediction rows, answered in the row.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
 from functools import cache
+from pathlib import Path
 
 import redis
 from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from apps.registry.inference import LEASE_SECONDS, LEASE_SUFFIX, REPLY_KEY, model_reference, send_predict_task
+from apps.registry.inference import (
+    LEASE_SECONDS, LEASE_SUFFIX, REPLY_KEY, model_reference, prediction_file_url, prediction_output_path, send_predict_task,
+)
 from apps.registry.models import Prediction
 from worker.pipelines.base import PredictInput, Predictor, get_pipeline
 from worker.runtime.storage import download_folder_zip
@@ -136,7 +141,7 @@ def answer_batch(payloads: list[bytes]) -> list[tuple[str, str]]:
     requests = [request for request in map(json.loads, payloads) if request["deadline"] > now]
     by_model: dict[str, list[dict]] = {}
     for request in requests:
-        by_model.setdefault(json.dumps(request["model"], sort_keys=True), []).append(request)
+        by_model.setdefault(json.dumps([request["model"], request.get("stream", False)], sort_keys=True), []).append(request)
     replies = []
     for group in by_model.values():
         inputs = [
@@ -146,9 +151,54 @@ def answer_batch(payloads: list[bytes]) -> list[tuple[str, str]]:
             )
             for request in group
         ]
-        for request, reply in zip(group, predict_replies(group[0]["model"], inputs)):
-            replies.append((REPLY_KEY.format(request["key"]), reply))
+        keys = [REPLY_KEY.format(request["key"]) for request in group]
+        if group[0].get("stream"):
+            answers = stream_replies(group[0]["model"], keys, inputs)
+        else:
+            answers = predict_replies(group[0]["model"], inputs)
+        replies.extend(zip(keys, answers))
     return replies
+
+
+def stream_replies(model: dict, keys: list[str], batch: list[PredictInput]) -> list[str]:
+    """predict_replies for requests that stream (the chat websocket, apps/chat/streaming.py): a
+    predictor with `predict_stream` reports the text each output gains as it is decoded, pushed at
+    once onto the request's reply list as {"token": text}; the final reply follows as usual."""
+    try:
+        predictor = predictor_cache().get(model)
+    except Exception as error:
+        return [_failed(model, error)] * len(batch)
+    if not hasattr(predictor, "predict_stream"):
+        return predict_replies(model, batch)
+    if len(batch) > 1:
+        try:
+            return _stream(predictor, keys, batch)
+        except ValueError:
+            pass  # one bad input spoils the batch's call, before anything is decoded: each alone
+        except Exception as error:
+            return [_failed(model, error)] * len(batch)
+    replies = []
+    for key, inputs in zip(keys, batch):
+        try:
+            replies.extend(_stream(predictor, [key], [inputs]))
+        except ValueError as error:
+            replies.append(json.dumps({"status": 400, "message": str(error)}))
+        except Exception as error:
+            replies.append(_failed(model, error))
+    return replies
+
+
+def _stream(predictor: Predictor, keys: list[str], batch: list[PredictInput]) -> list[str]:
+    client = redis_client()
+
+    def push(pieces: list[str]) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            for key, piece in zip(keys, pieces):
+                if piece:
+                    pipe.rpush(key, json.dumps({"token": piece})).expire(key, REPLY_TTL_SECONDS)
+            pipe.execute()
+
+    return [_ok(output) for output in predictor.predict_stream(batch, push)]
 
 
 def predict_replies(model: dict, batch: list[PredictInput]) -> list[str]:
@@ -205,8 +255,28 @@ def prediction_execute(prediction_id: int) -> None:
     started = time.perf_counter()
     reply = predict_reply(model_reference(prediction.model_version), PredictInput(files=files, data=prediction.inputs.get("data", {})))
     ok = reply["status"] == 200
+    outputs = _store_output_files(prediction_id, reply["body"]) if ok else None
     Prediction.objects.filter(pk=prediction_id).update(
         status=Prediction.Status.SUCCEEDED if ok else Prediction.Status.FAILED,
-        outputs=reply.get("body"), error="" if ok else reply["message"],
+        outputs=outputs, error="" if ok else reply["message"],
         latency_ms=(time.perf_counter() - started) * 1000, finished_at=timezone.now(),
     )
+
+
+def _store_output_files(prediction_id: int, outputs):
+    """Files a predictor wrote and named in outputs["files"] ({name: local path}) go to the storage;
+    their download URLs replace the paths, and the local copies are removed."""
+    files = outputs.get("files") if isinstance(outputs, dict) else None
+    if not files:
+        return outputs
+    urls = {}
+    for key, local in files.items():
+        path = Path(local)
+        name = f"{key}{path.suffix}"
+        with path.open("rb") as handle:
+            default_storage.save(prediction_output_path(prediction_id, name), File(handle))
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the predictor's own temporary folder, once empty
+        urls[key] = prediction_file_url(prediction_id, name)
+    return {**outputs, "files": urls}

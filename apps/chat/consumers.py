@@ -1,0 +1,151 @@
+"""`/ws/chat/<model_version_id>/`: chatting with a chatbot model version.
+
+Whoever may use the model version (its owner, the users it is shared with, everyone signed in if it
+is public) connects with the session cookie or `?token=`. The protocol:
+
+- client: `{"message": "how are you?"}`;
+- server: `{"type": "token", "text": ...}` as the reply is decoded (greedy and sampled decoding; beam
+  search's reply comes in one piece), then `{"type": "reply", "text": <the whole reply>}`;
+- server, when something is wrong: `{"type": "error", "message": ...}`; the socket stays open;
+- client, optionally: `{"type": "history"}`, answered with `{"type": "history", "session": id,
+  "messages": [{"role": "user"|"bot", "text": ..., "created_at": ...}, ...]}`.
+
+Messages are handled one at a time per socket. The conversation (both sides) is kept in
+ChatSession/ChatMessage: a user's latest conversation with a model version is resumed on connect.
+Decoding runs on an inference worker (apps/chat/streaming.py): this process never loads a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from apps.chat import selectors, services, streaming
+from apps.chat.models import ChatMessage
+from apps.registry.inference import PredictTimeout, model_reference
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORISED = 4401
+CLOSE_BAD_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+MAX_MESSAGE_CHARACTERS = 2000
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    writes: asyncio.Future | None = None  # the latest message being stored
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORISED)
+            return
+        if self.scope.get("auth_method") == "session" and not self.scope.get("origin_allowed"):
+            await self.close(code=CLOSE_BAD_ORIGIN)
+            return
+        model_version_id = int(self.scope["url_route"]["kwargs"]["model_version_id"])
+        try:
+            self.model = await database_sync_to_async(selectors.chat_model_get_usable)(
+                user=user, model_version_id=model_version_id
+            )
+        except Http404:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.user = user
+        self.session = await database_sync_to_async(selectors.chat_session_latest)(user=user, model_version=self.model)
+        await self.accept()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json.loads(text_data or "")
+        except ValueError:
+            await self.send_error('Expected a JSON object such as {"message": "hello"}.')
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content, **kwargs):
+        if isinstance(content, dict) and content.get("type") == "history":
+            await self.send_history()
+            return
+        message = content.get("message") if isinstance(content, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            await self.send_error('message: required, a non-empty string, as in {"message": "hello"}.')
+            return
+        if len(message) > MAX_MESSAGE_CHARACTERS:
+            await self.send_error(f"message: at most {MAX_MESSAGE_CHARACTERS} characters.")
+            return
+        await self.reply(message)
+
+    async def reply(self, message: str) -> None:
+        started = time.perf_counter()
+        self.remember(ChatMessage.Role.USER, message)
+        reply = None
+        try:
+            messages = streaming.reply_stream(
+                model=model_reference(self.model), data={"sentence": message}, timeout=settings.PREDICT_TIMEOUT
+            )
+            async for item in messages:
+                if "token" in item:
+                    await self.send_json({"type": "token", "text": item["token"]})
+                elif item["status"] == 200:
+                    reply = item["body"]["out"]
+                    await self.send_json({"type": "reply", "text": reply})
+                else:
+                    await self.send_error(item["message"])
+        except PredictTimeout:
+            await self.send_error(f"No reply within {settings.PREDICT_TIMEOUT:g} s; try again later.")
+        if reply is not None:
+            self.remember(ChatMessage.Role.BOT, reply, latency_ms=(time.perf_counter() - started) * 1000)
+
+    # The conversation is written in the background, one message after the other, so that neither a
+    # reply nor the next message waits for the database.
+
+    def remember(self, role: str, text: str, latency_ms: float | None = None) -> None:
+        previous = self.writes
+
+        async def write() -> None:
+            if previous is not None:
+                await previous
+            try:
+                await database_sync_to_async(self._store)(role, text, latency_ms)
+            except Exception:
+                logger.exception("chat with model %s: could not store a message", self.model.pk)
+
+        self.writes = asyncio.ensure_future(write())
+
+    async def written(self) -> None:
+        if self.writes is not None:
+            await self.writes
+
+    async def disconnect(self, code):
+        await self.written()
+
+    def _store(self, role: str, text: str, latency_ms: float | None) -> None:
+        if self.session is None:
+            self.session = services.chat_session_start(user=self.user, model_version=self.model)
+        services.chat_message_add(session=self.session, role=role, text=text, latency_ms=latency_ms)
+
+    async def send_history(self) -> None:
+        await self.written()
+        await self.send_json(await database_sync_to_async(self._history)())
+
+    def _history(self) -> dict:
+        messages = selectors.chat_message_list(session=self.session) if self.session is not None else []
+        return {
+            "type": "history",
+            "session": self.session.pk if self.session is not None else None,
+            "messages": [
+                {"role": message.role, "text": message.text, "created_at": message.created_at.isoformat()}
+                for message in messages
+            ],
+        }
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "message": message})

@@ -1,0 +1,101 @@
+"""The Keras encoder-decoder and its compiled decoders: shapes, agreement between the decoding
+methods, and a tiny task (reversing words) learnt well enough that every method decodes it exactly."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+
+WORDS = ["red", "green", "blue", "cat", "dog", "sun"]
+
+
+@pytest.fixture(scope="module")
+def reverser():
+    """A 1 x 32 GRU taught to answer three words with the same words reversed (120 pairs)."""
+    import keras
+
+    from worker.pipelines.seq2seq import text
+    from worker.pipelines.seq2seq.decoding import Seq2SeqDecoder
+    from worker.pipelines.seq2seq.model import Perplexity, book_optimizer, build_model, masked_cross_entropy
+
+    questions = [list(words) for words in itertools.permutations(WORDS, 3)]
+    answers = [question[::-1] for question in questions]
+    vocabulary = text.Vocabulary.build(questions, size=20)
+    source = text.source_array(questions, vocabulary, 4)
+    decoder_inputs, decoder_targets = text.target_arrays(answers, vocabulary, 4)
+    keras.utils.set_random_seed(3)
+    model = build_model(len(vocabulary), len(vocabulary), source_length=4, target_length=5, units=32, layers=1)
+    model.compile(
+        optimizer=book_optimizer(name="adam", learning_rate=0.02, decay_rate=0.99, decay_steps=100, clip_norm=5.0),
+        loss=masked_cross_entropy, metrics=[Perplexity()],
+    )
+    history = model.fit((source, decoder_inputs), decoder_targets, batch_size=32, epochs=60, verbose=0)
+    decoder = Seq2SeqDecoder(model, source_length=4, max_output_length=5)
+    return vocabulary, questions, source, decoder, history.history
+
+
+def test_perplexity_is_exp_of_the_masked_loss(reverser):
+    *_, history = reverser
+    assert history["perplexity"][-1] == pytest.approx(np.exp(history["loss"][-1]), rel=1e-4)
+    assert history["perplexity"][-1] < 1.5
+
+
+def test_every_decoding_method_reverses_the_words(reverser):
+    from worker.pipelines.seq2seq import text
+
+    vocabulary, questions, source, decoder, _ = reverser
+    expected = [question[::-1] for question in questions]
+    greedy = [text.ids_to_tokens(ids, vocabulary) for ids in decoder.greedy(source)]
+    assert greedy == expected
+    stepped = np.stack(list(decoder.steps(source)), axis=1)
+    assert [text.ids_to_tokens(ids, vocabulary) for ids in stepped] == expected
+    beams = decoder.beam_search(source[:10], width=3)
+    assert [[vocabulary.token(token) for token in ids] for ids in beams] == expected[:10]
+    # A low temperature is nearly greedy.
+    sampled = np.stack(list(decoder.steps(source, temperature=0.05, seed=1)), axis=1)
+    assert [text.ids_to_tokens(ids, vocabulary) for ids in sampled] == expected
+
+
+def test_steps_stop_at_eos_and_pad_finished_replies(reverser):
+    from worker.pipelines.seq2seq.text import EOS_ID, PAD_ID
+
+    _, _, source, decoder, _ = reverser
+    steps = list(decoder.steps(source[:4]))
+    assert len(steps) == 4  # three words and EOS, for every input
+    assert steps[-1].tolist() == [EOS_ID] * 4
+    assert all(step.dtype == np.int32 and step.shape == (4,) for step in steps)
+    assert PAD_ID not in np.concatenate(steps[:-1])
+
+
+def test_untrained_model_never_emits_special_tokens_and_sampling_is_seeded():
+    from worker.pipelines.seq2seq.decoding import Seq2SeqDecoder
+    from worker.pipelines.seq2seq.model import build_model
+    from worker.pipelines.seq2seq.text import GO_ID, UNK_ID
+
+    for cell in ("gru", "lstm"):
+        model = build_model(12, 9, source_length=3, target_length=5, units=8, layers=2, cell=cell)
+        assert model((np.zeros((2, 3), np.int32), np.zeros((2, 5), np.int32))).shape == (2, 5, 9)
+        decoder = Seq2SeqDecoder(model, source_length=3, max_output_length=5)
+        source = np.array([[0, 4, 5], [6, 7, 8], [0, 0, 0]], dtype=np.int32)
+        greedy = decoder.greedy(source)
+        assert greedy.shape == (3, 5)
+        assert not np.isin(greedy, [0, GO_ID, UNK_ID]).any()
+        first = np.stack(list(decoder.steps(source, temperature=1.0, seed=5)), axis=1)
+        again = np.stack(list(decoder.steps(source, temperature=1.0, seed=5)), axis=1)
+        assert np.array_equal(first, again)
+        assert decoder.beam_search(source[:1], width=1)[0] == [int(t) for t in greedy[0][: _until_eos(greedy[0])]]
+        with pytest.raises(ValueError, match="temperature"):
+            next(decoder.steps(source, temperature=-1))
+        with pytest.raises(ValueError, match="beam_width"):
+            decoder.beam_search(source, width=0)
+
+
+def _until_eos(ids) -> int:
+    from worker.pipelines.seq2seq.text import EOS_ID
+
+    ids = list(ids)
+    return ids.index(EOS_ID) if EOS_ID in ids else len(ids)

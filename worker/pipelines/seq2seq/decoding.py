@@ -1,0 +1,173 @@
+"""Decoding a trained Seq2SeqModel: greedy, beam search and temperature sampling.
+
+The model is called through TensorFlow functions traced once for the padded shapes (any batch size,
+the fixed source length), never through `model.predict`:
+- `greedy` runs the whole greedy loop in one compiled function (the fastest way to a whole reply);
+- `steps` runs a compiled one-step decoder in a Python loop and yields each step's tokens, so that a
+  reply can be streamed as it is decoded (greedy, or sampled with a temperature);
+- `beam_search` keeps the `width` best partial replies per input, by total log-probability
+  normalised by length, on the same one-step decoder.
+
+Decoding never emits `_PAD`, `_GO` or `_UNK`: a reply is made of words, and stops at `_EOS` or after
+`max_output_length` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from worker.pipelines.seq2seq.model import Seq2SeqModel
+from worker.pipelines.seq2seq.text import EOS_ID, GO_ID, PAD_ID, UNK_ID
+
+NEVER_EMITTED = (PAD_ID, GO_ID, UNK_ID)
+
+
+class Seq2SeqDecoder:
+    """Compiled decoding functions of one model; build once (it traces and warms up), call often."""
+
+    def __init__(self, model: Seq2SeqModel, *, source_length: int, max_output_length: int):
+        self.model = model
+        self.source_length = source_length
+        self.max_output_length = max_output_length  # tokens of a reply, EOS included
+        self._state_shapes = [len(layer_states) for layer_states in self._initial_states_structure()]
+        bias = np.zeros(model.target_vocabulary_size, dtype=np.float32)
+        bias[list(NEVER_EMITTED)] = -np.inf
+        self._bias_numpy = bias
+        self._bias = tf.constant(bias)
+        units = model.units
+        source_spec = tf.TensorSpec([None, source_length], tf.int32)
+        state_specs = [tf.TensorSpec([None, units], tf.float32)] * sum(self._state_shapes)
+        self._encode = tf.function(self._encode_flat, input_signature=[source_spec], reduce_retracing=False)
+        self._step = tf.function(
+            self._step_flat,
+            input_signature=[
+                tf.TensorSpec([None], tf.int32),
+                state_specs,
+                tf.TensorSpec([None, source_length, units], tf.float32),
+                tf.TensorSpec([None, source_length], tf.bool),
+            ],
+        )
+        self._greedy = tf.function(self._greedy_loop, input_signature=[source_spec])
+        # The first calls trace and set kernels up: now, not on somebody's first message.
+        warm = np.zeros((1, source_length), dtype=np.int32)
+        self.greedy(warm)
+        next(self.steps(warm), None)
+
+    def _initial_states_structure(self):
+        return [[None] * self.model.states_per_layer for _ in range(self.model.layer_count)]
+
+    def _pack(self, flat):
+        states, index = [], 0
+        for size in self._state_shapes:
+            states.append(list(flat[index : index + size]))
+            index += size
+        return states
+
+    @staticmethod
+    def _flatten(states):
+        return [tensor for layer_states in states for tensor in layer_states]
+
+    def _encode_flat(self, source):
+        outputs, mask, states = self.model.encode(source)
+        return outputs, mask, self._flatten(states)
+
+    def _step_flat(self, tokens, flat_states, encoder_outputs, mask):
+        logits, states = self.model.decode(tokens[:, tf.newaxis], self._pack(flat_states), encoder_outputs, mask)
+        return logits[:, 0, :], self._flatten(states)
+
+    def _greedy_loop(self, source):
+        encoder_outputs, mask, flat_states = self._encode_flat(source)
+        tokens = tf.fill([tf.shape(source)[0]], tf.constant(GO_ID, tf.int32))
+        outputs = tf.TensorArray(tf.int32, size=self.max_output_length)
+        for step in tf.range(self.max_output_length):
+            logits, flat_states = self._step_flat(tokens, flat_states, encoder_outputs, mask)
+            tokens = tf.argmax(logits + self._bias, axis=-1, output_type=tf.int32)
+            outputs = outputs.write(step, tokens)
+        return tf.transpose(outputs.stack())
+
+    # Decoding -------------------------------------------------------------------------------------
+
+    def greedy(self, source: np.ndarray) -> np.ndarray:
+        """int32 [batch, max_output_length] of token ids (cut them at EOS with text.ids_to_tokens)."""
+        return self._greedy(tf.constant(source, tf.int32)).numpy()
+
+    def steps(
+        self, source: np.ndarray, *, temperature: float = 0.0, seed: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Each step's next token per input ([batch] int32), until every input has emitted EOS or the
+        length limit; inputs already finished get PAD. Temperature 0 is greedy; above 0, tokens are
+        drawn from softmax(logits / temperature)."""
+        if temperature < 0:
+            raise ValueError(f"temperature: must be 0 (greedy) or more, got {temperature}")
+        encoder_outputs, mask, flat_states = self._encode(tf.constant(source, tf.int32))
+        batch = source.shape[0]
+        tokens = np.full(batch, GO_ID, dtype=np.int32)
+        finished = np.zeros(batch, dtype=bool)
+        generator = np.random.default_rng(seed)
+        for _ in range(self.max_output_length):
+            logits, flat_states = self._step(tf.constant(tokens), flat_states, encoder_outputs, mask)
+            scores = logits.numpy() + self._bias_numpy
+            if temperature > 0:
+                tokens = _sample(scores / temperature, generator)
+            else:
+                tokens = scores.argmax(axis=-1).astype(np.int32)
+            tokens[finished] = PAD_ID
+            yield tokens.copy()
+            finished |= tokens == EOS_ID
+            if finished.all():
+                return
+
+    def beam_search(self, source: np.ndarray, *, width: int = 5) -> list[list[int]]:
+        """The best token ids per input (EOS excluded) by log-probability divided by length."""
+        if width < 1:
+            raise ValueError(f"beam_width: must be 1 or more, got {width}")
+        return [self._beam_one(source[index : index + 1], width) for index in range(source.shape[0])]
+
+    def _beam_one(self, source: np.ndarray, width: int) -> list[int]:
+        encoder_outputs, mask, flat_states = self._encode(tf.constant(source, tf.int32))
+        encoder_outputs = tf.repeat(encoder_outputs, width, axis=0)
+        mask = tf.repeat(mask, width, axis=0)
+        sequences: list[list[int]] = [[]]
+        scores = np.zeros(1)
+        tokens = np.array([GO_ID], dtype=np.int32)
+        finished: list[tuple[float, list[int]]] = []
+        for _ in range(self.max_output_length):
+            alive = len(sequences)
+            logits, flat_states = self._step(tf.constant(tokens), flat_states, encoder_outputs[:alive], mask[:alive])
+            log_probabilities = _log_softmax(logits.numpy() + self._bias_numpy)
+            totals = (scores[:, np.newaxis] + log_probabilities).ravel()
+            best = np.argsort(-totals, kind="stable")[: 2 * width]
+            vocabulary = log_probabilities.shape[1]
+            keep_rows, keep_tokens, keep_scores = [], [], []
+            for flat_index in best:
+                row, token = divmod(int(flat_index), vocabulary)
+                if token == EOS_ID:
+                    finished.append((totals[flat_index] / (len(sequences[row]) + 1), sequences[row]))
+                elif len(keep_rows) < width:
+                    keep_rows.append(row)
+                    keep_tokens.append(token)
+                    keep_scores.append(totals[flat_index])
+            if len(finished) >= width or not keep_rows:
+                break
+            sequences = [sequences[row] + [token] for row, token in zip(keep_rows, keep_tokens)]
+            scores = np.array(keep_scores)
+            tokens = np.array(keep_tokens, dtype=np.int32)
+            flat_states = [tf.gather(state, keep_rows) for state in flat_states]
+        else:
+            finished.extend((score / len(sequence), sequence) for score, sequence in zip(scores, sequences))
+        return max(finished, key=lambda item: item[0])[1] if finished else []
+
+
+def _log_softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _sample(scores: np.ndarray, generator: np.random.Generator) -> np.ndarray:
+    probabilities = np.exp(_log_softmax(scores))
+    cumulative = probabilities.cumsum(axis=-1)
+    draws = generator.random((scores.shape[0], 1)) * cumulative[:, -1:]
+    return np.minimum((cumulative < draws).sum(axis=-1), scores.shape[1] - 1).astype(np.int32)
