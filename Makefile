@@ -13,7 +13,11 @@ demo: $(INSTALLED)
 
 # Against DATABASE_URL and REDIS_URL when they are set, else embedded (SQLite, Redis on a socket).
 # Tests keep their files in var/test, away from the demo's var/.
+# The browser tests drive Debian's Chromium: installed here when missing and apt-get can (else they skip).
 test: $(INSTALLED)
+	@[ -x /usr/bin/chromium ] || ! command -v apt-get >/dev/null || { echo "Installing Chromium for the browser tests..."; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Could not install Chromium: the browser tests will be skipped."; }
 	DLSITE_DATA_DIR="$${DLSITE_DATA_DIR:-$(CURDIR)/var/test}" $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks print figures (quality and speed); they are not part of `make test`.

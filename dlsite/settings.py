@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "apps.datasets",
     "apps.experiments",
     "apps.registry",
+    "apps.chat",
     "apps.web",
 ]
 
@@ -65,8 +66,11 @@ ROOT_URLCONF = "dlsite.urls"
 ASGI_APPLICATION = "dlsite.asgi.application"
 WSGI_APPLICATION = "dlsite.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_URL = "/accounts/login/"
+LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+# Anyone who reaches the site may create an account (`/signup/`); on in `make demo`, off otherwise.
+SIGNUP_ENABLED = env_bool("DLSITE_SIGNUP", False)
 
 TEMPLATES = [
     {
@@ -78,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.web.context_processors.site",
             ]
         },
     }
@@ -90,6 +95,12 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # Third-party browser code from installed wheels (plotly.js), never committed or fetched from a CDN.
+    "apps.web.staticfiles.PackagedFilesFinder",
+]
 STATIC_ROOT = DATA_DIR / "static"
 
 # --- Database -------------------------------------------------------------------------------------

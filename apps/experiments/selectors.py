@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import F, FloatField, Q, QuerySet
+from django.conf import settings
+from django.db.models import Count, F, FloatField, Max, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from apps.accounts.errors import ApiError
-from apps.experiments.models import Artifact, LogLine, Metric, Run, RunStatus
+from apps.experiments.models import Artifact, Experiment, LogLine, Metric, Run, RunStatus, WorkerHeartbeat
 
 
 def run_list(*, user, filters: dict | None = None) -> QuerySet[Run]:
@@ -211,3 +213,32 @@ def run_snapshot(*, run: Run) -> dict:
 def run_event_position(*, user, run_id: int) -> tuple[int, str] | None:
     """The run's last event `seq` and its status; None if the user has no such run."""
     return run_list(user=user).filter(pk=run_id).values_list("event_seq", "status").first()
+
+
+# Reads of the web pages ----------------------------------------------------------------------------
+
+
+def experiment_list(*, user) -> QuerySet[Experiment]:
+    """The user's experiments, with how many runs each holds and when the latest was created."""
+    return (
+        Experiment.objects.filter(owner=user)
+        .annotate(run_count=Count("runs"), last_run_at=Max("runs__created_at"))
+        .order_by(F("last_run_at").desc(nulls_last=True), "-id")
+    )
+
+
+def run_log_tail(*, run: Run, limit: int = 200) -> list[LogLine]:
+    """The run's last `limit` log lines, oldest first."""
+    return list(reversed(LogLine.objects.filter(run=run).order_by("-id")[:limit]))
+
+
+def worker_list_alive() -> QuerySet[WorkerHeartbeat]:
+    """Workers that reported within WORKER_ALIVE_WITHIN seconds, and the queues they consume."""
+    alive_since = timezone.now() - timedelta(seconds=settings.WORKER_ALIVE_WITHIN)
+    return WorkerHeartbeat.objects.filter(last_seen__gte=alive_since).order_by("hostname")
+
+
+def run_status_counts(*, user) -> dict[str, int]:
+    """How many of the user's runs are in each status."""
+    counts = dict(Run.objects.filter(owner=user).order_by().values_list("status").annotate(count=Count("id")))
+    return {status: counts.get(status, 0) for status in RunStatus.values}

@@ -127,6 +127,12 @@ class Pipeline(ABC):
     # answered 202 and polled).
     predict_mode: ClassVar[Literal["sync", "async"]] = "sync"
 
+    def predict_mode_for(self, inputs: PredictInput) -> Literal["sync", "async"]:
+        """The mode of one prediction; pipelines whose inputs differ in cost (a state's action at once,
+        a whole rollout on the batch queue) override this. An async predictor may name files it wrote
+        in its output's "files" ({name: local path}): the platform stores them and answers their URLs."""
+        return self.predict_mode
+
     def params_schema(self) -> dict[str, Any]:
         return self.Params.model_json_schema()
 
@@ -166,6 +172,10 @@ def _errors_by_field(error: ValidationError) -> dict[str, list[str]]:
 # name -> module exposing `pipeline`. Modules are imported on first use, each cheap (no TF).
 PIPELINE_MODULES: dict[str, str] = {
     "traffic_signs": "worker.pipelines.traffic_signs",
+    "recommender": "worker.pipelines.recommender",
+    "lunar_lander": "worker.pipelines.lunar_lander",
+    "chatbot": "worker.pipelines.chatbot",
+    "stock_forecast": "worker.pipelines.stock_forecast",
 }
 
 

@@ -89,6 +89,8 @@ class Command(BaseCommand):
         if port_in_use(port):
             raise CommandError(f"Port {port} is in use; set DLSITE_PORT to another port.")
         self.output_lock = threading.Lock()
+        # On this machine anyone at the keyboard may create an account; elsewhere DLSITE_SIGNUP decides.
+        os.environ.setdefault("DLSITE_SIGNUP", "1")
 
         call_command("migrate", interactive=False)
         redis = None
