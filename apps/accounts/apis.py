@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.experiments.models import WorkerHeartbeat
+from apps.experiments.selectors import queue_depths
 
 
 class HealthApi(APIView):
@@ -24,9 +25,11 @@ class HealthApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(summary="Health of the database, Redis and the workers", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(summary="Health of the database, Redis, the workers and the queues (messages waiting)", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response({"database": _database(), "redis": _redis(), "workers": _workers()})
+        return Response(
+            {"database": _database(), "redis": _redis(), "workers": _workers(), "queues": queue_depths()}
+        )
 
 
 def _database() -> dict:

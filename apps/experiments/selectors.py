@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db.models import Count, F, FloatField, Max, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
@@ -236,6 +237,21 @@ def worker_list_alive() -> QuerySet[WorkerHeartbeat]:
     """Workers that reported within WORKER_ALIVE_WITHIN seconds, and the queues they consume."""
     alive_since = timezone.now() - timedelta(seconds=settings.WORKER_ALIVE_WITHIN)
     return WorkerHeartbeat.objects.filter(last_seen__gte=alive_since).order_by("hostname")
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each configured Celery queue (the broker's list of that name), or None when
+    Redis does not answer. Messages a worker has taken but not finished are not counted."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for queue in settings.QUEUES:
+                pipe.llen(queue)
+            return dict(zip(settings.QUEUES, pipe.execute(), strict=True))
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
 
 
 def run_status_counts(*, user) -> dict[str, int]:

@@ -59,16 +59,30 @@ def signup(request):
 
 @login_required
 def home(request):
+    workers = list(selectors.worker_list_alive())
     runs = list(selectors.run_list(user=request.user)[:RECENT_RUNS])
     return render(request, "web/home.html", {
         "runs": runs,
         "live_run_ids": [run.pk for run in runs if not run.is_finished],
         "experiments": selectors.experiment_list(user=request.user)[:20],
         "status_counts": selectors.run_status_counts(user=request.user),
-        "workers": selectors.worker_list_alive(),
-        "queues": settings.QUEUES,
+        "workers": workers,
+        "queues": _queue_health(workers),
         "pipelines": all_pipelines(),
     })
+
+
+def _queue_health(workers) -> list[dict]:
+    """Per configured queue: messages waiting (None if Redis is down) and how many live workers serve it."""
+    depths = selectors.queue_depths()
+    return [
+        {
+            "name": queue,
+            "waiting": depths[queue] if depths is not None else None,
+            "workers": sum(queue in worker.queues for worker in workers),
+        }
+        for queue in settings.QUEUES
+    ]
 
 
 # Datasets ----------------------------------------------------------------------------------------

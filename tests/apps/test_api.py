@@ -8,6 +8,7 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.staticfiles import finders
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -59,7 +60,9 @@ def test_health_needs_no_auth():
     response = APIClient().get("/api/v1/health/")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"database", "redis", "workers"}
+    assert set(body) == {"database", "redis", "workers", "queues"}
+    assert list(body["queues"]) == list(settings.QUEUES)
+    assert all(isinstance(waiting, int) for waiting in body["queues"].values())
     assert body["database"]["ok"] is True
     assert body["redis"] == {"ok": True}
     assert [(worker["hostname"], worker["queues"]) for worker in body["workers"]] == [("alive@host", ["training"])]

@@ -102,6 +102,30 @@ def test_dashboard_empty_state(browser):
     assert "No runs yet." in page and "No experiments yet" in page
 
 
+def test_dashboard_shows_each_queues_waiting_messages_and_workers(browser, settings):
+    import redis
+
+    queue = "web-test-queue"  # consumed by no worker, not even the tests' own
+    settings.QUEUES = ["training", queue]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(queue)
+    client.rpush(queue, "first", "second")
+    try:
+        page = text_of(browser.get("/"))
+    finally:
+        client.delete(queue)
+
+    assert re.search(rf'<tr id="queue-{queue}"> <td>{queue}</td> <td>2</td> <td><span class="error">none: its jobs wait', page)
+
+
+def test_dashboard_says_when_redis_does_not_answer(browser, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+    page = text_of(browser.get("/"))
+
+    assert '<tr id="queue-training"> <td>training</td> <td><span class="error">Redis does not answer</span>' in page
+
+
 # Datasets -------------------------------------------------------------------------------------------
 
 
