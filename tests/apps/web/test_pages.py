@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.contrib.staticfiles import finders
@@ -320,6 +321,22 @@ def test_a_pipeline_without_its_own_panel_gets_the_generic_one(browser, user):
     model = make_model_version(user, name="other", pipeline="no_such_pipeline_panel")
     page = browser.get("/models/").content.decode()
     assert f'id="try-{model.pk}-input"' in page and f'id="try-{model.pk}-file"' in page
+
+
+PANELS = sorted(path.stem for path in (Path(__file__).resolve().parents[3] / "templates/web/try").glob("[!_]*.html"))
+
+
+@pytest.mark.parametrize("pipeline", PANELS)
+def test_each_pipelines_own_panel_is_on_the_models_page(browser, user, pipeline):
+    template = (Path(__file__).resolve().parents[3] / f"templates/web/try/{pipeline}.html").read_text()
+    element_ids = re.findall(r'id="try-\{\{ model\.(?:pk|id) \}\}-([\w-]+)"', template)
+    model = make_model_version(user, name=f"{pipeline}-model", pipeline=pipeline)
+
+    page = browser.get("/models/").content.decode()
+
+    assert element_ids, f"templates/web/try/{pipeline}.html names no try-<id>- element"
+    for element_id in element_ids:
+        assert f'id="try-{model.pk}-{element_id}"' in page
 
 
 def test_models_empty_state(browser):
