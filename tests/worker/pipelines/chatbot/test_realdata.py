@@ -10,14 +10,17 @@ import pytest
 from worker.pipelines.chatbot import data
 from worker.pipelines.seq2seq import text
 
+SAMPLE = Path(os.environ.get("DLSITE_REALDATA_DIR") or "/nonexistent") / "cornell"
+
 pytestmark = [
     pytest.mark.realdata,
     pytest.mark.skipif(not os.environ.get("DLSITE_REALDATA_DIR"), reason="DLSITE_REALDATA_DIR is not set"),
+    pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"{SAMPLE} does not exist"),
 ]
 
 
 def test_cornell_sample_counts_exactly():
-    folder = Path(os.environ["DLSITE_REALDATA_DIR"]) / "cornell"
+    folder = SAMPLE
     dialogues = data.read_cornell(folder)
     # The sample keeps 28,675 of the lines and all 43,756 conversations (counted independently with
     # cut/awk): 8,067 conversations have all their lines, 35,688 do not.
