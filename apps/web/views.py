@@ -36,6 +36,7 @@ from worker.pipelines.base import all_pipelines, get_pipeline, pipeline_names
 
 RECENT_RUNS = 50
 LOG_TAIL_LINES = 200
+DEFAULT_PIPELINE = "traffic_signs"  # the new-run form's first choice: chapter 1, trained in a minute
 CHAT_PIPELINES = ("chatbot",)  # pipelines whose models answer on /ws/chat/<id>/
 
 
@@ -147,7 +148,7 @@ def run_new(request):
     name = request.POST.get("pipeline") or request.GET.get("pipeline") or (source.pipeline if source else "")
     names = pipeline_names()
     if name not in names:
-        name = names[0]
+        name = DEFAULT_PIPELINE if DEFAULT_PIPELINE in names else names[0]
     pipeline = get_pipeline(name)
     schema = pipeline.params_schema()
     values = dict(source.params) if source else {}

@@ -181,6 +181,12 @@ def test_new_run_form_is_generated_from_the_params_schema(browser):
     assert "book: max_epochs" in page  # the help text names the book's setting
 
 
+def test_new_run_form_opens_on_traffic_signs(browser):
+    page = browser.get("/runs/new/").content.decode()
+    assert '<option value="traffic_signs" selected>' in page
+    assert 'id="param-color_mode"' in page
+
+
 def test_new_run_shows_field_errors_inline_and_queues_nothing(browser, sent_tasks):
     response = browser.post("/runs/new/", {
         "pipeline": "traffic_signs", "param-epochs": "0", "param-batch_size": "many", "experiment": "",
