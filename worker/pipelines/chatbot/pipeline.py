@@ -164,7 +164,7 @@ class ChatbotPipeline(Pipeline):
                 model = build_model(
                     len(prepared.source_vocabulary), len(prepared.target_vocabulary),
                     source_length=params.max_length, target_length=params.max_length + 1,
-                    units=params.units, layers=params.layers, cell=params.cell,
+                    units=params.units, layers=params.layers, cell=params.cell, seed=params.seed,
                 )
                 if ctx.initial_model_dir is not None:  # continuing a parent run: same data, same vocabularies
                     _load_parent_weights(model, ctx.initial_model_dir, prepared)

@@ -18,6 +18,8 @@ and by `Perplexity`.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 from keras import layers, ops
 
@@ -40,6 +42,7 @@ class Seq2SeqModel(keras.Model):
         layers: int = 2,
         cell: str = "gru",
         embedding_size: int | None = None,
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -51,18 +54,32 @@ class Seq2SeqModel(keras.Model):
         self.layer_count = layers
         self.cell = cell
         self.embedding_size = embedding_size or units
-        recurrent = CELLS[cell]
-        self.source_embedding = keras.layers.Embedding(source_vocabulary_size, self.embedding_size, name="source_embedding")
-        self.target_embedding = keras.layers.Embedding(target_vocabulary_size, self.embedding_size, name="target_embedding")
-        self.encoder_layers = [
-            recurrent(units, return_sequences=True, return_state=True, name=f"encoder_{index}") for index in range(layers)
-        ]
-        self.decoder_layers = [
-            recurrent(units, return_sequences=True, return_state=True, name=f"decoder_{index}") for index in range(layers)
-        ]
+        self.seed = seed
+        # With a seed, every initializer gets one of its own derived from it: unseeded, Keras draws their
+        # seeds from Python's global `random`, which a worker's reporting thread also draws from.
+        seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
+
+        def recurrent(name: str):
+            return CELLS[cell](
+                units, return_sequences=True, return_state=True, name=name,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=next(seeds)),
+            )
+
+        def embedding(vocabulary_size: int, name: str):
+            initializer = keras.initializers.RandomUniform(-0.05, 0.05, seed=next(seeds))  # Keras' default range
+            return keras.layers.Embedding(vocabulary_size, self.embedding_size, embeddings_initializer=initializer, name=name)
+
+        def dense(size: int, name: str, **options):
+            return keras.layers.Dense(size, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)), name=name, **options)
+
+        self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
+        self.target_embedding = embedding(target_vocabulary_size, "target_embedding")
+        self.encoder_layers = [recurrent(f"encoder_{index}") for index in range(layers)]
+        self.decoder_layers = [recurrent(f"decoder_{index}") for index in range(layers)]
         self.attention = keras.layers.Attention(name="attention")
-        self.attention_combine = keras.layers.Dense(units, activation="tanh", name="attention_combine")
-        self.output_projection = keras.layers.Dense(target_vocabulary_size, name="output_projection")
+        self.attention_combine = dense(units, "attention_combine", activation="tanh")
+        self.output_projection = dense(target_vocabulary_size, "output_projection")
 
     @property
     def states_per_layer(self) -> int:
@@ -104,6 +121,7 @@ class Seq2SeqModel(keras.Model):
             "layers": self.layer_count,
             "cell": self.cell,
             "embedding_size": self.embedding_size,
+            "seed": self.seed,
         }
 
 
@@ -116,9 +134,12 @@ def build_model(
     units: int = 256,
     layers: int = 2,
     cell: str = "gru",
+    seed: int | None = None,
 ) -> Seq2SeqModel:
     """A model with its weights created (called once on zeros of the padded shapes)."""
-    model = Seq2SeqModel(source_vocabulary_size, target_vocabulary_size, units=units, layers=layers, cell=cell)
+    model = Seq2SeqModel(
+        source_vocabulary_size, target_vocabulary_size, units=units, layers=layers, cell=cell, seed=seed
+    )
     model((ops.zeros((1, source_length), dtype="int32"), ops.zeros((1, target_length), dtype="int32")))
     return model
 

@@ -99,3 +99,20 @@ def _until_eos(ids) -> int:
 
     ids = list(ids)
     return ids.index(EOS_ID) if EOS_ID in ids else len(ids)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_seeded_model_does_not_depend_on_pythons_global_random_generator(cell):
+    # A worker's reporting thread draws from `random` while a run builds its model.
+    import random
+
+    from worker.pipelines.seq2seq.model import build_model
+
+    first = build_model(12, 9, source_length=3, target_length=5, units=8, layers=2, cell=cell, seed=7)
+    random.random()
+    second = build_model(12, 9, source_length=3, target_length=5, units=8, layers=2, cell=cell, seed=7)
+    other = build_model(12, 9, source_length=3, target_length=5, units=8, layers=2, cell=cell, seed=8)
+
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
+    assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
+    assert second.get_config()["seed"] == 7
