@@ -68,10 +68,13 @@ class Seq2SeqModel(keras.Model):
 
         def embedding(vocabulary_size: int, name: str):
             initializer = keras.initializers.RandomUniform(-0.05, 0.05, seed=next(seeds))  # Keras' default range
-            return keras.layers.Embedding(vocabulary_size, self.embedding_size, embeddings_initializer=initializer, name=name)
+            return keras.layers.Embedding(
+                vocabulary_size, self.embedding_size, embeddings_initializer=initializer, name=name
+            )
 
         def dense(size: int, name: str, **options):
-            return keras.layers.Dense(size, kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)), name=name, **options)
+            initializer = keras.initializers.GlorotUniform(seed=next(seeds))
+            return keras.layers.Dense(size, kernel_initializer=initializer, name=name, **options)
 
         self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
         self.target_embedding = embedding(target_vocabulary_size, "target_embedding")
