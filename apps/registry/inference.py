@@ -51,7 +51,7 @@ class PredictTimeout(Exception):
     """No worker answered within the prediction timeout."""
 
 
-def _client() -> aioredis.Redis:
+def client() -> aioredis.Redis:
     """One connection pool per event loop (a pool cannot cross loops)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
@@ -66,14 +66,19 @@ def model_reference(model: ModelVersion) -> dict:
     return {"id": model.pk, "pipeline": model.pipeline, "storage_path": model.storage_path, "sha256": model.sha256}
 
 
-def encode_request(*, key: str, model: dict, files: dict[str, bytes], data: dict, deadline: float) -> str:
-    return json.dumps({
+def encode_request(
+    *, key: str, model: dict, files: dict[str, bytes], data: dict, deadline: float, stream: bool = False
+) -> str:
+    request = {
         "key": key,
         "model": model,
         "files": {name: base64.b64encode(content).decode("ascii") for name, content in files.items()},
         "data": data,
         "deadline": deadline,  # wall-clock seconds; after it nobody waits for the answer
-    })
+    }
+    if stream:  # the worker pushes {"token": text} messages before the reply (apps/chat/streaming.py)
+        request["stream"] = True
+    return json.dumps(request)
 
 
 def send_predict_task(pending_key: str = PENDING_KEY) -> None:
@@ -82,18 +87,26 @@ def send_predict_task(pending_key: str = PENDING_KEY) -> None:
     app.send_task(PREDICT_TASK, args=[pending_key])
 
 
-async def predict(*, model: dict, files: dict[str, bytes], data: dict, timeout: float) -> dict:
-    """The worker's reply: {"status": 200, "body": ...} or {"status": 4xx/5xx, "message": ...}."""
+async def submit(
+    *, model: dict, files: dict[str, bytes], data: dict, deadline: float, stream: bool = False
+) -> str:
+    """Push one request onto the pending list, sending a worker task when no worker holds the list's
+    lease; returns the key of the Redis list its reply (and, streaming, its tokens) will arrive on."""
     key = uuid.uuid4().hex
-    request = encode_request(key=key, model=model, files=files, data=data, deadline=time.time() + timeout)
-    client = _client()
-    async with client.pipeline(transaction=True) as pipe:
+    request = encode_request(key=key, model=model, files=files, data=data, deadline=deadline, stream=stream)
+    async with client().pipeline(transaction=True) as pipe:
         pipe.rpush(PENDING_KEY, request)
         pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
         _, took_lease = await pipe.execute()
     if took_lease:  # no worker is serving the list, nor about to
         await sync_to_async(send_predict_task, thread_sensitive=False)()
-    reply = await client.blpop([REPLY_KEY.format(key)], timeout=timeout)
+    return REPLY_KEY.format(key)
+
+
+async def predict(*, model: dict, files: dict[str, bytes], data: dict, timeout: float) -> dict:
+    """The worker's reply: {"status": 200, "body": ...} or {"status": 4xx/5xx, "message": ...}."""
+    reply_key = await submit(model=model, files=files, data=data, deadline=time.time() + timeout)
+    reply = await client().blpop([reply_key], timeout=timeout)
     if reply is None:
         raise PredictTimeout  # the worker skips the request once its deadline has passed
     return json.loads(reply[1])
