@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.accounts.errors import ApiError
+from apps.chat.selectors import CHAT_PIPELINES  # pipelines whose models answer on /ws/chat/<id>/
 from apps.datasets import selectors as dataset_selectors
 from apps.datasets import services as dataset_services
 from apps.experiments import selectors
@@ -37,7 +38,6 @@ from worker.pipelines.base import all_pipelines, get_pipeline, pipeline_names
 RECENT_RUNS = 50
 LOG_TAIL_LINES = 200
 DEFAULT_PIPELINE = "traffic_signs"  # the new-run form's first choice: chapter 1, trained in a minute
-CHAT_PIPELINES = ("chatbot",)  # pipelines whose models answer on /ws/chat/<id>/
 
 
 # Accounts ----------------------------------------------------------------------------------------
