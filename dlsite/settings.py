@@ -107,7 +107,7 @@ STATIC_ROOT = DATA_DIR / "static"
 
 EMBEDDED = "DATABASE_URL" not in os.environ
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'dlsite.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0 if EMBEDDED else 60)}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the workers and beat read while one of them writes; IMMEDIATE takes the
     # write lock at BEGIN so two writers queue on the busy timeout instead of failing on upgrade.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 from channels.db import database_sync_to_async
@@ -29,9 +28,9 @@ from django.http import Http404
 
 from apps.chat import selectors, services, streaming
 from apps.chat.models import ChatMessage
+from apps.chat.writer import writer
 from apps.registry.inference import PredictTimeout, model_reference
 
-logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORISED = 4401
 CLOSE_BAD_ORIGIN = 4403
@@ -40,7 +39,7 @@ MAX_MESSAGE_CHARACTERS = 2000
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    writes: asyncio.Future | None = None  # the latest message being stored
+    written_latest: asyncio.Future | None = None  # done once the latest message is stored
 
     async def connect(self):
         user = self.scope.get("user")
@@ -58,8 +57,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Http404:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.user = user
-        self.session = await database_sync_to_async(selectors.chat_session_latest)(user=user, model_version=self.model)
+        session = await database_sync_to_async(selectors.chat_session_latest)(user=user, model_version=self.model)
+        self.conversation = services.Conversation(user, self.model, session)
         await self.accept()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
@@ -104,43 +103,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if reply is not None:
             self.remember(ChatMessage.Role.BOT, reply, latency_ms=(time.perf_counter() - started) * 1000)
 
-    # The conversation is written in the background, one message after the other, so that neither a
-    # reply nor the next message waits for the database.
+    # The conversation is written in the background (apps/chat/writer.py), so that neither a reply nor
+    # the next message waits for the database.
 
     def remember(self, role: str, text: str, latency_ms: float | None = None) -> None:
-        previous = self.writes
-
-        async def write() -> None:
-            if previous is not None:
-                await previous
-            try:
-                await database_sync_to_async(self._store)(role, text, latency_ms)
-            except Exception:
-                logger.exception("chat with model %s: could not store a message", self.model.pk)
-
-        self.writes = asyncio.ensure_future(write())
+        self.written_latest = writer().add(services.NewMessage(self.conversation, role, text, latency_ms))
 
     async def written(self) -> None:
-        if self.writes is not None:
-            await self.writes
+        if self.written_latest is not None:
+            await self.written_latest
 
     async def disconnect(self, code):
         await self.written()
-
-    def _store(self, role: str, text: str, latency_ms: float | None) -> None:
-        if self.session is None:
-            self.session = services.chat_session_start(user=self.user, model_version=self.model)
-        services.chat_message_add(session=self.session, role=role, text=text, latency_ms=latency_ms)
 
     async def send_history(self) -> None:
         await self.written()
         await self.send_json(await database_sync_to_async(self._history)())
 
     def _history(self) -> dict:
-        messages = selectors.chat_message_list(session=self.session) if self.session is not None else []
+        session = self.conversation.session
+        messages = selectors.chat_message_list(session=session) if session is not None else []
         return {
             "type": "history",
-            "session": self.session.pk if self.session is not None else None,
+            "session": session.pk if session is not None else None,
             "messages": [
                 {"role": message.role, "text": message.text, "created_at": message.created_at.isoformat()}
                 for message in messages

@@ -136,10 +136,36 @@ def test_a_reply_that_does_not_come_in_time_is_an_error_and_the_message_is_kept(
 def test_selectors_resume_the_latest_conversation(user, other_user, chatbot):
     first = services.chat_session_start(user=user, model_version=chatbot)
     second = services.chat_session_start(user=user, model_version=chatbot)
-    services.chat_message_add(session=first, role=ChatMessage.Role.USER, text="hello")
-    services.chat_message_add(session=first, role=ChatMessage.Role.BOT, text="hi.", latency_ms=12.5)
+    conversation = services.Conversation(user, chatbot, first)
+    services.chat_messages_add([
+        services.NewMessage(conversation, ChatMessage.Role.USER, "hello"),
+        services.NewMessage(conversation, ChatMessage.Role.BOT, "hi.", latency_ms=12.5),
+    ])
     assert selectors.chat_session_latest(user=user, model_version=chatbot) == first  # touched last
     assert selectors.chat_session_latest(user=other_user, model_version=chatbot) is None
     assert [(m.role, m.text) for m in selectors.chat_message_list(session=first)] == [("user", "hello"), ("bot", "hi.")]
     assert [m.text for m in selectors.chat_message_list(session=first, limit=1)] == ["hi."]
     assert list(selectors.chat_session_list(user=user)) == [first, second]
+
+
+def test_the_writer_stores_batches_in_order_and_a_bad_message_spoils_only_itself(user, other_user, chatbot):
+    from apps.chat.writer import writer
+
+    other_bot = make_model_version(other_user, name="other", pipeline="chatbot")
+    ours = services.Conversation(user, chatbot)
+    doomed = services.Conversation(other_user, other_bot)
+    ModelVersion.objects.filter(pk=other_bot.pk).delete()  # gone while its chat was going on
+
+    async def body():
+        futures = [writer().add(services.NewMessage(ours, ChatMessage.Role.USER, "hello"))]
+        futures.append(writer().add(services.NewMessage(doomed, ChatMessage.Role.USER, "anyone?")))
+        futures += [writer().add(services.NewMessage(ours, role, text)) for role, text in (("bot", "hi."), ("user", "bye"))]
+        await futures[-1]
+        return [future.done() for future in futures]
+
+    assert run_async(body) == [True] * 4
+    session = ChatSession.objects.get()  # ours only; the doomed conversation's start was rolled back
+    assert ours.session == session and doomed.session is None
+    assert [(m.role, m.text) for m in selectors.chat_message_list(session=session)] == [
+        ("user", "hello"), ("bot", "hi."), ("user", "bye"),
+    ]
