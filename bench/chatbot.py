@@ -79,6 +79,17 @@ def latency_row(label: str, results: list[dict]) -> str:
             f"{percentile(replies, 0.5):.1f} / {percentile(replies, 0.99):.1f} |")
 
 
+def stream_all(predictor, batch) -> dict:
+    """Stream replies to a batch that joins at once, as an inference worker does; the outputs by index."""
+    stream = predictor.open_stream()
+    for index, inputs in enumerate(batch):
+        stream.add(str(index), inputs)
+    outputs = {}
+    while stream:
+        outputs.update(stream.step()[1])
+    return outputs
+
+
 def decoder_timings(model_dir: Path, repeats: int = 30) -> list[str]:
     """Milliseconds per call of the predictor's decoding paths, in this process (no platform)."""
     from worker.pipelines.base import PredictInput
@@ -89,8 +100,8 @@ def decoder_timings(model_dir: Path, repeats: int = 30) -> list[str]:
     for label, size, call in (
         ("greedy, whole loop compiled (predict_batch)", 1, lambda batch: predictor.predict_batch(batch)),
         ("greedy, whole loop compiled (predict_batch)", 20, lambda batch: predictor.predict_batch(batch)),
-        ("greedy, one-step decoder in a Python loop (predict_stream)", 1, lambda batch: predictor.predict_stream(batch, len)),
-        ("greedy, one-step decoder in a Python loop (predict_stream)", 20, lambda batch: predictor.predict_stream(batch, len)),
+        ("greedy, one-step decoder in a Python loop (a reply stream)", 1, lambda batch: stream_all(predictor, batch)),
+        ("greedy, one-step decoder in a Python loop (a reply stream)", 20, lambda batch: stream_all(predictor, batch)),
     ):
         batch = [PredictInput(data={"sentence": PROMPTS[index % len(PROMPTS)]}) for index in range(size)]
         call(batch)

@@ -1,8 +1,13 @@
 """Sending fast predictions to the inference workers without blocking a web thread.
 
-A request's inputs are pushed onto one Redis list of pending predictions, and the (async) view waits
-on its own reply list with BLPOP: the event loop keeps serving other requests while a worker computes.
-Slow predictions (videos) are rows polled over REST instead.
+A request's inputs are pushed onto one Redis list of pending predictions, and the (async) view awaits
+its reply: the event loop keeps serving other requests while a worker computes. Slow predictions
+(videos) are rows polled over REST instead.
+
+Replies come back through one inbox per web process (per event loop): a Redis list onto which
+workers push every reply, and every token of a streamed one, for this process's requests, each
+tagged with its request's key. One reader task pops whatever has come and hands each message to the
+request waiting for it, so a burst of replies costs one wake-up rather than a BLPOP per message.
 
 Workers answer the pending list in batches (worker/runtime/inference.py): a `worker.tasks.predict`
 task pops whatever is pending, runs each model's share through its predictor in one call, and keeps
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 import weakref
@@ -27,15 +33,20 @@ from django.conf import settings
 
 from apps.registry.models import ModelVersion
 
+logger = logging.getLogger(__name__)
+
 PREDICT_TASK = "worker.tasks.predict"
 PENDING_KEY = "dlsite:predict:pending"
 LEASE_SUFFIX = ":lease"  # the lease of a pending list is the key next to it
-REPLY_KEY = "dlsite:predict:reply:{}"
+INBOX_KEY = "dlsite:predict:inbox:{}"
+KEY_LENGTH = 32  # a request key (uuid4 hex), the prefix of each message in an inbox
+READ_AT_ONCE = 1000  # messages taken from an inbox per wake-up
 # A lease outlives a worker that died holding it by this much at most. A live worker renews it each
 # time round its loop: at least once a second while idle, after each batch while busy.
 LEASE_SECONDS = 10
 
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_inboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def prediction_output_path(prediction_id: int, name: str) -> str:
@@ -67,10 +78,11 @@ def model_reference(model: ModelVersion) -> dict:
 
 
 def encode_request(
-    *, key: str, model: dict, files: dict[str, bytes], data: dict, deadline: float, stream: bool = False
+    *, key: str, reply_to: str, model: dict, files: dict[str, bytes], data: dict, deadline: float, stream: bool = False
 ) -> str:
     request = {
         "key": key,
+        "reply_to": reply_to,  # the inbox its messages go to, each prefixed with `key`
         "model": model,
         "files": {name: base64.b64encode(content).decode("ascii") for name, content in files.items()},
         "data": data,
@@ -81,6 +93,65 @@ def encode_request(
     return json.dumps(request)
 
 
+class Replies:
+    """The messages of one request, in order, as its inbox hands them out; close when done."""
+
+    def __init__(self, inbox: Inbox, key: str):
+        self.inbox, self.key = inbox, key
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def next(self, timeout: float) -> dict:
+        """The next message; PredictTimeout if none comes within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                return json.loads(await self.queue.get())
+        except TimeoutError:
+            raise PredictTimeout from None
+
+    def close(self) -> None:
+        self.inbox.waiting.pop(self.key, None)  # later messages (after a timeout) are dropped
+
+
+class Inbox:
+    """This event loop's inbox, and the task reading it while any request awaits messages."""
+
+    def __init__(self) -> None:
+        self.key = INBOX_KEY.format(uuid.uuid4().hex)
+        self.waiting: dict[str, Replies] = {}
+        self._reader: asyncio.Task | None = None
+
+    def expect(self, key: str) -> Replies:
+        replies = self.waiting[key] = Replies(self, key)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.ensure_future(self._read())
+        return replies
+
+    async def _read(self) -> None:
+        redis = client()
+        while self.waiting:
+            try:
+                first = await redis.blpop([self.key], timeout=1)  # at least once a second: anyone left?
+                if first is None:
+                    continue
+                messages = [first[1], *(await redis.lpop(self.key, READ_AT_ONCE) or [])]
+            except aioredis.RedisError:
+                logger.exception("reading the prediction inbox %s", self.key)
+                await asyncio.sleep(0.5)  # the waiting requests time out if Redis stays away
+                continue
+            for message in messages:
+                replies = self.waiting.get(message[:KEY_LENGTH].decode())
+                if replies is not None:
+                    replies.queue.put_nowait(message[KEY_LENGTH:])
+
+
+def inbox() -> Inbox:
+    loop = asyncio.get_running_loop()
+    found = _inboxes.get(loop)
+    if found is None:
+        found = _inboxes[loop] = Inbox()
+    return found
+
+
 def send_predict_task(pending_key: str = PENDING_KEY) -> None:
     from dlsite.celery import app
 
@@ -89,24 +160,31 @@ def send_predict_task(pending_key: str = PENDING_KEY) -> None:
 
 async def submit(
     *, model: dict, files: dict[str, bytes], data: dict, deadline: float, stream: bool = False
-) -> str:
+) -> Replies:
     """Push one request onto the pending list, sending a worker task when no worker holds the list's
-    lease; returns the key of the Redis list its reply (and, streaming, its tokens) will arrive on."""
+    lease; returns its Replies (close them when done)."""
     key = uuid.uuid4().hex
-    request = encode_request(key=key, model=model, files=files, data=data, deadline=deadline, stream=stream)
-    async with client().pipeline(transaction=True) as pipe:
-        pipe.rpush(PENDING_KEY, request)
-        pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
-        _, took_lease = await pipe.execute()
-    if took_lease:  # no worker is serving the list, nor about to
-        await sync_to_async(send_predict_task, thread_sensitive=False)()
-    return REPLY_KEY.format(key)
+    replies = inbox().expect(key)  # before the request is out: its reply may come at once
+    request = encode_request(
+        key=key, reply_to=replies.inbox.key, model=model, files=files, data=data, deadline=deadline, stream=stream
+    )
+    try:
+        async with client().pipeline(transaction=True) as pipe:
+            pipe.rpush(PENDING_KEY, request)
+            pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
+            _, took_lease = await pipe.execute()
+        if took_lease:  # no worker is serving the list, nor about to
+            await sync_to_async(send_predict_task, thread_sensitive=False)()
+    except BaseException:
+        replies.close()
+        raise
+    return replies
 
 
 async def predict(*, model: dict, files: dict[str, bytes], data: dict, timeout: float) -> dict:
     """The worker's reply: {"status": 200, "body": ...} or {"status": 4xx/5xx, "message": ...}."""
-    reply_key = await submit(model=model, files=files, data=data, deadline=time.time() + timeout)
-    reply = await client().blpop([reply_key], timeout=timeout)
-    if reply is None:
-        raise PredictTimeout  # the worker skips the request once its deadline has passed
-    return json.loads(reply[1])
+    replies = await submit(model=model, files=files, data=data, deadline=time.time() + timeout)
+    try:
+        return await replies.next(timeout)  # a worker skips a request once its deadline has passed
+    finally:
+        replies.close()

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from apps.registry.inference import LEASE_SUFFIX, PENDING_KEY, REPLY_KEY, encode_request, model_reference, send_predict_task
+from apps.registry.inference import (
+    KEY_LENGTH, LEASE_SUFFIX, PENDING_KEY, encode_request, model_reference, send_predict_task,
+)
 from apps.registry.models import ModelVersion
 from tests.conftest import FIXTURES, token_client, wait_for
 from tests.integration.test_worker import TINY, sign_png, upload, wait_for_status
@@ -54,13 +56,20 @@ def test_batched_predictions_answer_as_single_ones(celery_worker, api, user):
     wait_for(lambda: not client.exists(PENDING_KEY + LEASE_SUFFIX), timeout=30, message="the worker to go idle")
     contents = [*IMAGES, b"%PDF-1.4 not an image", *IMAGES]
     keys = [uuid.uuid4().hex for _ in contents]
+    inbox = f"dlsite-test:inbox:{uuid.uuid4().hex}"
     client.rpush(PENDING_KEY, *(
-        encode_request(key=key, model=model_reference(model), files={"file": content}, data={}, deadline=time.time() + 60)
+        encode_request(
+            key=key, reply_to=inbox, model=model_reference(model), files={"file": content}, data={},
+            deadline=time.time() + 60,
+        )
         for key, content in zip(keys, contents)
     ))  # fmt: skip
     assert client.set(PENDING_KEY + LEASE_SUFFIX, "test", nx=True, ex=10)
     send_predict_task()
-    replies = [json.loads(client.blpop([REPLY_KEY.format(key)], timeout=60)[1]) for key in keys]
+    wait_for(lambda: client.llen(inbox) == len(keys), timeout=60, message="every reply in the inbox")
+    by_key = {message[:KEY_LENGTH].decode(): json.loads(message[KEY_LENGTH:]) for message in client.lrange(inbox, 0, -1)}
+    client.delete(inbox)
+    replies = [by_key[key] for key in keys]
 
     assert replies[len(IMAGES)] == {"status": 400, "message": "file: not an image Pillow can read"}
     good = replies[: len(IMAGES)] + replies[len(IMAGES) + 1 :]

@@ -1,8 +1,9 @@
 """Predictions on a worker: predictors loaded once per process, kept in an LRU cache.
 
 Fast predictions wait on one Redis list (apps/registry/inference.py); a `predict` task serves it in
-batches until it has been idle for PREDICT_LINGER seconds, and answers each on the reply list its web
-view is waiting on. Slow ones are Prediction rows, answered in the row.
+batches until it has been idle for PREDICT_LINGER seconds, and pushes each reply onto the inbox of the
+web process waiting for it, prefixed with the request's key. Slow ones are Prediction rows, answered
+in the row.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
@@ -24,7 +27,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from apps.registry.inference import (
-    LEASE_SECONDS, LEASE_SUFFIX, REPLY_KEY, model_reference, prediction_file_url, prediction_output_path, send_predict_task,
+    LEASE_SECONDS, LEASE_SUFFIX, model_reference, prediction_file_url, prediction_output_path, send_predict_task,
 )
 from apps.registry.models import Prediction
 from worker.pipelines.base import PredictInput, Predictor, get_pipeline
@@ -45,6 +48,17 @@ if redis.call('LLEN', KEYS[1]) == 0 then
 end
 return 0
 """
+
+
+class ReplyTo(NamedTuple):
+    """Where a request's messages go: its web process's inbox, each message prefixed with its key."""
+
+    inbox: str
+    key: str
+
+    @classmethod
+    def of(cls, request: dict) -> ReplyTo:
+        return cls(request["reply_to"], request["key"])
 
 
 class PredictorCache:
@@ -87,27 +101,35 @@ def serve_pending(pending_key: str) -> int:
     """Answer the predictions pending on `pending_key`, a batch at a time, until none has come for
     PREDICT_LINGER seconds; returns how many were answered.
 
+    Streaming requests (the chat websocket) whose predictor can `open_stream` join that model's
+    stream instead, and the loop steps every open stream once a round: each round pushes the tokens
+    and replies of the last one and pops what came meanwhile, in one round trip to Redis, so a new
+    request joins the replies being decoded at the next step.
+
     A task that finds nothing to do (another one served its request) ends at once. One that pops a
     full batch asks for another task (at most one a second), so that a second inference worker, if
     there is one, helps with the backlog. One that has served for SERVE_SECONDS_PER_TASK hands the
-    lease over to a new task.
+    lease over to a new task, once its streams are done.
     """
     client = redis_client()
     release_if_idle = client.register_script(RELEASE_IF_IDLE)
     lease_key = pending_key + LEASE_SUFFIX
+    streams = Streams()
     answered = 0
-    replies: list[tuple[str, str]] = []
+    replies: list[tuple[ReplyTo, str]] = []  # (to whom, JSON message): a round's tokens and replies
     idle_since = started = time.monotonic()
     while True:
+        room = settings.PREDICT_BATCH_SIZE - streams.in_flight
         with client.pipeline(transaction=False) as pipe:
-            _push_replies(pipe, replies)  # the last batch's, with the next pop: one round trip
-            pipe.lpop(pending_key, settings.PREDICT_BATCH_SIZE)
+            _push_replies(pipe, replies)  # the last round's, with the next pop: one round trip
+            if room > 0:
+                pipe.lpop(pending_key, room)
             pipe.expire(lease_key, LEASE_SECONDS)  # still serving
-            requests = pipe.execute()[-2] or []
+            requests = (pipe.execute()[-2] if room > 0 else None) or []
         replies = []
         if len(requests) == settings.PREDICT_BATCH_SIZE and client.set(pending_key + ":helped", 1, nx=True, ex=1):
             send_predict_task(pending_key)
-        if not requests:
+        if not requests and not streams:
             waited = time.monotonic() - idle_since
             if waited >= (settings.PREDICT_LINGER if answered else 0):
                 if release_if_idle(keys=[pending_key, lease_key]):
@@ -118,10 +140,12 @@ def serve_pending(pending_key: str) -> int:
             if first is None:
                 continue
             requests = [first[1], *(client.lpop(pending_key, settings.PREDICT_BATCH_SIZE - 1) or [])]
-        replies = answer_batch(requests)
-        answered += len(replies)
+        replies = answer_batch(requests, streams)
+        tokens, finished = streams.step()
+        answered += len(replies) + len(finished)
+        replies += tokens + finished  # a reply's tokens go before it
         idle_since = time.monotonic()
-        if idle_since - started > SERVE_SECONDS_PER_TASK:
+        if idle_since - started > SERVE_SECONDS_PER_TASK and not streams:
             with client.pipeline(transaction=False) as pipe:
                 _push_replies(pipe, replies)
                 pipe.execute()
@@ -129,76 +153,100 @@ def serve_pending(pending_key: str) -> int:
             return answered
 
 
-def _push_replies(pipe: redis.client.Pipeline, replies: list[tuple[str, str]]) -> None:
-    for reply_key, reply in replies:
-        pipe.rpush(reply_key, reply).expire(reply_key, REPLY_TTL_SECONDS)
+def _push_replies(pipe: redis.client.Pipeline, replies: list[tuple[ReplyTo, str]]) -> None:
+    by_inbox: dict[str, list[str]] = {}
+    for reply_to, message in replies:
+        by_inbox.setdefault(reply_to.inbox, []).append(reply_to.key + message)
+    for inbox, messages in by_inbox.items():  # a list expires if its web process is gone
+        pipe.rpush(inbox, *messages).expire(inbox, REPLY_TTL_SECONDS)
 
 
-def answer_batch(payloads: list[bytes]) -> list[tuple[str, str]]:
-    """(reply list key, JSON reply) for each request of a batch still awaited, one predictor call per
-    model."""
+def answer_batch(payloads: list[bytes], streams: Streams | None = None) -> list[tuple[ReplyTo, str]]:
+    """(to whom, JSON reply) for each request of a batch still awaited, one predictor call per
+    model. Streaming requests join `streams` where their predictor can stream (answered only if
+    refused); without `streams`, or where it cannot, they are answered whole like the others."""
     now = time.time()
     requests = [request for request in map(json.loads, payloads) if request["deadline"] > now]
     by_model: dict[str, list[dict]] = {}
+    replies = []
     for request in requests:
-        by_model.setdefault(json.dumps([request["model"], request.get("stream", False)], sort_keys=True), []).append(request)
-    replies = []
+        if request.get("stream") and streams is not None:
+            refused = streams.add(request["model"], ReplyTo.of(request), _inputs(request))
+            if refused is not None:
+                replies.append((ReplyTo.of(request), refused))
+            continue
+        by_model.setdefault(json.dumps(request["model"], sort_keys=True), []).append(request)
     for group in by_model.values():
-        inputs = [
-            PredictInput(
-                files={name: base64.b64decode(content) for name, content in request["files"].items()},
-                data=request["data"],
-            )
-            for request in group
-        ]
-        keys = [REPLY_KEY.format(request["key"]) for request in group]
-        if group[0].get("stream"):
-            answers = stream_replies(group[0]["model"], keys, inputs)
-        else:
-            answers = predict_replies(group[0]["model"], inputs)
-        replies.extend(zip(keys, answers))
+        replies.extend(zip(map(ReplyTo.of, group), predict_replies(group[0]["model"], [_inputs(request) for request in group])))
     return replies
 
 
-def stream_replies(model: dict, keys: list[str], batch: list[PredictInput]) -> list[str]:
-    """predict_replies for requests that stream (the chat websocket, apps/chat/streaming.py): a
-    predictor with `predict_stream` reports the text each output gains as it is decoded, pushed at
-    once onto the request's reply list as {"token": text}; the final reply follows as usual."""
-    try:
-        predictor = predictor_cache().get(model)
-    except Exception as error:
-        return [_failed(model, error)] * len(batch)
-    if not hasattr(predictor, "predict_stream"):
-        return predict_replies(model, batch)
-    if len(batch) > 1:
+def _inputs(request: dict) -> PredictInput:
+    files = {name: base64.b64decode(content) for name, content in request["files"].items()}
+    return PredictInput(files=files, data=request["data"])
+
+
+@dataclass
+class _Stream:
+    model: dict
+    stream: Any  # the predictor's open_stream()
+    requests: set[ReplyTo] = field(default_factory=set)  # those not answered yet
+
+
+class Streams:
+    """The streams of predictions being decoded on this worker, one per model, stepped together once
+    a serving round. A predictor's `open_stream()` gives an object with `add(key, inputs)` (ValueError
+    for a bad input) and `step()` -> (the text each reply gained, the outputs of the replies that
+    ended), both by the key given to `add` (a ReplyTo), called while it is not empty (`len`).
+
+    A step gives a `{"token": text}` message for each reply that gained text, then the usual
+    `{"status": 200, "body": ...}` for each that ended (apps/chat/streaming.py reads them)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, _Stream] = {}  # by model archive
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(open_stream.requests) for open_stream in self._open.values())
+
+    def add(self, model: dict, reply_to: ReplyTo, inputs: PredictInput) -> str | None:
+        """Join the model's stream; the JSON reply instead if the request is refused at once (a bad
+        input is a 400) or cannot stream (its predictor answers it whole)."""
+        name = model["sha256"] or model["storage_path"]
         try:
-            return _stream(predictor, keys, batch)
-        except ValueError:
-            pass  # one bad input spoils the batch's call, before anything is decoded: each alone
-        except Exception as error:
-            return [_failed(model, error)] * len(batch)
-    replies = []
-    for key, inputs in zip(keys, batch):
-        try:
-            replies.extend(_stream(predictor, [key], [inputs]))
+            if name not in self._open:
+                predictor = predictor_cache().get(model)
+                if not hasattr(predictor, "open_stream"):
+                    return predict_replies(model, [inputs])[0]
+                self._open[name] = _Stream(model, predictor.open_stream())
+            self._open[name].stream.add(reply_to, inputs)
         except ValueError as error:
-            replies.append(json.dumps({"status": 400, "message": str(error)}))
+            return json.dumps({"status": 400, "message": str(error)})
         except Exception as error:
-            replies.append(_failed(model, error))
-    return replies
+            return _failed(model, error)
+        self._open[name].requests.add(reply_to)
+        return None
 
-
-def _stream(predictor: Predictor, keys: list[str], batch: list[PredictInput]) -> list[str]:
-    client = redis_client()
-
-    def push(pieces: list[str]) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            for key, piece in zip(keys, pieces):
-                if piece:
-                    pipe.rpush(key, json.dumps({"token": piece})).expire(key, REPLY_TTL_SECONDS)
-            pipe.execute()
-
-    return [_ok(output) for output in predictor.predict_stream(batch, push)]
+    def step(self) -> tuple[list[tuple[ReplyTo, str]], list[tuple[ReplyTo, str]]]:
+        """One step of every stream: ([(to whom, JSON token message)], [(to whom, JSON reply)] of the
+        requests it finished)."""
+        tokens, finished = [], []
+        for name, open_stream in list(self._open.items()):
+            try:
+                pieces, outputs = open_stream.stream.step()
+            except Exception as error:  # all its requests fail; the next request opens a new stream
+                del self._open[name]
+                finished.extend((reply_to, _failed(open_stream.model, error)) for reply_to in open_stream.requests)
+                continue
+            tokens.extend((key, json.dumps({"token": piece})) for key, piece in pieces.items())
+            finished.extend((key, _ok(output)) for key, output in outputs.items())
+            open_stream.requests.difference_update(outputs)
+            if not open_stream.requests:
+                del self._open[name]
+        return tokens, finished
 
 
 def predict_replies(model: dict, batch: list[PredictInput]) -> list[str]:

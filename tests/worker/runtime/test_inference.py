@@ -1,6 +1,7 @@
 """Fast predictions on a worker: the pending list is answered in batches, one predictor call per model
 and batch; a bad input is answered 400 on its own; requests whose view gave up are skipped; the task
-lingers for more, and ends its lease only when nothing is pending. Real Redis, a stand-in predictor."""
+lingers for more, and ends its lease only when nothing is pending. Streaming requests join their
+model's stream between its steps. Real Redis, stand-in predictors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from apps.registry.inference import LEASE_SUFFIX, REPLY_KEY, encode_request
+from apps.registry.inference import KEY_LENGTH, LEASE_SUFFIX, encode_request
 from worker.runtime import inference
 
 
@@ -50,7 +51,12 @@ def pending(settings):
     settings.PREDICT_LINGER = 0
     key = f"dlsite-test:predict:{uuid.uuid4().hex}"
     yield key
-    inference.redis_client().delete(key, key + LEASE_SUFFIX, key + ":helped")
+    inference.redis_client().delete(key, key + LEASE_SUFFIX, key + ":helped", inbox(key))
+
+
+def inbox(pending_key: str) -> str:
+    """The inbox of the requests a test pushes onto `pending_key`, as a web process's."""
+    return pending_key + ":inbox"
 
 
 @pytest.fixture
@@ -65,14 +71,24 @@ def sent_tasks(monkeypatch):
 def push(pending_key: str, content: bytes, *, model_id: int = 1, deadline_in: float = 30) -> str:
     key = uuid.uuid4().hex
     model = {"id": model_id, "pipeline": "traffic_signs", "storage_path": f"models/{model_id}.zip", "sha256": str(model_id)}
-    request = encode_request(key=key, model=model, files={"file": content}, data={}, deadline=time.time() + deadline_in)
+    request = encode_request(
+        key=key, reply_to=inbox(pending_key), model=model, files={"file": content}, data={}, deadline=time.time() + deadline_in
+    )
     inference.redis_client().rpush(pending_key, request)
     return key
 
 
-def reply(key: str) -> dict | None:
-    value = inference.redis_client().lpop(REPLY_KEY.format(key))
-    return json.loads(value) if value is not None else None
+def messages(pending_key: str, key: str) -> list[dict]:
+    """The messages the worker sent for request `key`, in order."""
+    sent = inference.redis_client().lrange(inbox(pending_key), 0, -1)
+    return [json.loads(message[KEY_LENGTH:]) for message in sent if message[:KEY_LENGTH].decode() == key]
+
+
+def reply(pending_key: str, key: str) -> dict | None:
+    """The one message a request got (None if none)."""
+    sent = messages(pending_key, key)
+    assert len(sent) <= 1
+    return sent[0] if sent else None
 
 
 def test_pending_requests_are_answered_in_one_call_per_model(pending, predictors):
@@ -82,7 +98,7 @@ def test_pending_requests_are_answered_in_one_call_per_model(pending, predictors
     assert inference.serve_pending(pending) == 5
 
     assert predictors[1].batch_sizes == [3] and predictors[2].batch_sizes == [2]
-    assert [reply(key) for key in first + second] == [
+    assert [reply(pending, key) for key in first + second] == [
         {"status": 200, "body": {"length": length}} for length in (1, 2, 3, 4, 5)
     ]
 
@@ -92,7 +108,7 @@ def test_a_bad_input_is_answered_400_and_the_rest_of_its_batch_200(pending, pred
 
     assert inference.serve_pending(pending) == 3
 
-    assert [reply(key) for key in keys] == [
+    assert [reply(pending, key) for key in keys] == [
         {"status": 200, "body": {"length": 4}},
         {"status": 400, "message": "file: not an image Pillow can read"},
         {"status": 200, "body": {"length": 6}},
@@ -104,7 +120,7 @@ def test_a_request_whose_view_gave_up_is_skipped(pending, predictors):
     late = push(pending, b"late", deadline_in=-1)
 
     assert inference.serve_pending(pending) == 0
-    assert reply(late) is None and predictors == {}
+    assert reply(pending, late) is None and predictors == {}
 
 
 def test_the_lease_ends_only_when_nothing_is_pending(pending, predictors):
@@ -131,7 +147,7 @@ def test_the_task_lingers_for_requests_that_come_soon_after(pending, predictors,
     serving.join(timeout=10)
 
     assert answered == [2]
-    assert reply(first)["body"] == {"length": 3} and reply(second)["body"] == {"length": 3}
+    assert reply(pending, first)["body"] == {"length": 3} and reply(pending, second)["body"] == {"length": 3}
 
 
 def test_a_full_batch_asks_for_one_more_task(pending, predictors, settings, sent_tasks):
@@ -153,6 +169,103 @@ def test_a_long_serving_task_hands_over_to_a_new_one(pending, predictors, monkey
 
     assert inference.serve_pending(pending) == 1
 
-    assert reply(first) == {"status": 200, "body": {"length": 5}}
+    assert reply(pending, first) == {"status": 200, "body": {"length": 5}}
     assert sent_tasks == [("worker.tasks.predict", [pending])]
     assert client.exists(pending + LEASE_SUFFIX)  # held for the next task
+
+
+class SpellingStream:
+    """Spells each request's `word` a letter a step; records the step each request joined at."""
+
+    def __init__(self, on_step=None):
+        self.words: dict[str, list[str]] = {}
+        self.steps = 0
+        self.joined_at: dict[str, int] = {}
+        self.on_step = on_step
+
+    def __len__(self):
+        return len(self.words)
+
+    def add(self, key, inputs):
+        word = inputs.data.get("word")
+        if not word:
+            raise ValueError("word: required")
+        self.words[key] = [word, ""]
+        self.joined_at[key] = self.steps
+
+    def step(self):
+        self.steps += 1
+        if self.on_step:
+            self.on_step(self.steps)
+        pieces, finished = {}, {}
+        for key, (word, spelt) in list(self.words.items()):
+            pieces[key] = word[len(spelt)]
+            self.words[key][1] = spelt = spelt + pieces[key]
+            if spelt == word:
+                finished[key] = {"out": word}
+                del self.words[key]
+        return pieces, finished
+
+
+def push_stream(pending_key: str, word: str) -> str:
+    key = uuid.uuid4().hex
+    model = {"id": 7, "pipeline": "chatbot", "storage_path": "models/7.zip", "sha256": "7"}
+    request = encode_request(
+        key=key, reply_to=inbox(pending_key), model=model, files={}, data={"word": word}, deadline=time.time() + 30, stream=True
+    )
+    inference.redis_client().rpush(pending_key, request)
+    return key
+
+
+def stream_with(monkeypatch, stream) -> None:
+    """Models' predictors stream with `stream`, as the chatbot's with its ReplyStream."""
+
+    class StreamingPredictor:
+        def open_stream(self):
+            return stream
+
+    class Cache:
+        def get(self, model):
+            return StreamingPredictor()
+
+    monkeypatch.setattr(inference, "predictor_cache", lambda: Cache())
+
+
+def test_streaming_requests_join_the_replies_being_decoded_between_steps(pending, monkeypatch):
+    late: list[str] = []
+    stream = SpellingStream(on_step=lambda step: late.append(push_stream(pending, "no")) if step == 2 else None)
+    stream_with(monkeypatch, stream)
+    first = push_stream(pending, "hello")
+    refused = push_stream(pending, "")
+
+    assert inference.serve_pending(pending) == 3
+
+    assert {reply_to.key: step for reply_to, step in stream.joined_at.items()} == {first: 0, late[0]: 2}
+    assert stream.steps == 5  # "no" was spelt beside "hello", not after it
+    assert messages(pending, first) == [{"token": letter} for letter in "hello"] + [{"status": 200, "body": {"out": "hello"}}]
+    assert messages(pending, late[0]) == [{"token": "n"}, {"token": "o"}, {"status": 200, "body": {"out": "no"}}]
+    assert messages(pending, refused) == [{"status": 400, "message": "word: required"}]
+
+
+def test_a_streaming_request_to_a_predictor_that_cannot_stream_is_answered_whole(pending, predictors):
+    key = uuid.uuid4().hex
+    model = {"id": 1, "pipeline": "traffic_signs", "storage_path": "models/1.zip", "sha256": "1"}
+    request = encode_request(
+        key=key, reply_to=inbox(pending), model=model, files={"file": b"abc"}, data={}, deadline=time.time() + 30, stream=True
+    )
+    inference.redis_client().rpush(pending, request)
+
+    assert inference.serve_pending(pending) == 1
+    assert messages(pending, key) == [{"status": 200, "body": {"length": 3}}]
+
+
+def test_a_stream_that_fails_fails_each_of_its_requests(pending, monkeypatch):
+    class BrokenStream(SpellingStream):
+        def step(self):
+            raise RuntimeError("out of memory")
+
+    stream_with(monkeypatch, BrokenStream())
+    keys = [push_stream(pending, word) for word in ("a", "b")]
+
+    assert inference.serve_pending(pending) == 2
+    assert [messages(pending, key) for key in keys] == [[{"status": 500, "message": "Prediction failed: RuntimeError."}]] * 2

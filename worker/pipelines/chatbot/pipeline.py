@@ -10,8 +10,8 @@ is measured on dialogue the model never saw (the book's "eval" was another train
 the vocabularies are built from the training pairs only.
 
 The predictor answers `{"sentence": ...}` with the book's `{"in": ..., "out": ...}`, the reply
-detokenised ("i'm here.", not "i ' m here ."); `predict_stream` hands out a reply's text as it is
-decoded, for the chat websocket.
+detokenised ("i'm here.", not "i ' m here ."); `open_stream` gives a ReplyStream, which hands out
+each reply's text as it is decoded, for the chat websocket.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -393,6 +393,7 @@ class ChatbotPredictor:
             model = build_model(
                 len(self.source_vocabulary), len(self.target_vocabulary), source_length=self.max_length,
                 target_length=self.max_length + 1, units=config["units"], layers=config["layers"], cell=config["cell"],
+                unroll=True,  # serving: many calls on short fixed lengths
             )
             model.load_weights(model_dir / WEIGHTS_FILE)
         # A reply has at most max_length words and its EOS, as in training.
@@ -417,38 +418,9 @@ class ChatbotPredictor:
                 replies[index] = text.detokenise(tokens)
         return [{"in": request["sentence"], "out": reply} for request, reply in zip(requests, replies)]
 
-    def predict_stream(
-        self, batch: list[PredictInput], on_text: Callable[[list[str]], None]
-    ) -> list[dict[str, Any]]:
-        """predict_batch, calling `on_text` after each decoded step with the text each reply gained
-        ("" for none). Greedy and sampled replies stream token by token; beam search's come whole at
-        the end (a beam's best reply is only known then), in one call."""
-        requests = [self._request(inputs) for inputs in batch]
-        beam = [index for index, request in enumerate(requests) if request["decoding"] == "beam"]
-        outputs: list[dict[str, Any] | None] = [None] * len(requests)
-        for temperature in sorted({request["temperature"] for request in requests if request["decoding"] != "beam"}):
-            indexes = [
-                index for index, request in enumerate(requests)
-                if request["decoding"] != "beam" and request["temperature"] == temperature
-            ]
-            detokenisers = [text.Detokeniser() for _ in indexes]
-            source = self._source([requests[index]["sentence"] for index in indexes])
-            for step_tokens in self.decoder.steps(source, temperature=temperature, seed=self._next_seed()):
-                pieces = [""] * len(requests)
-                for position, (index, token_id) in enumerate(zip(indexes, step_tokens)):
-                    if int(token_id) not in (text.EOS_ID, text.PAD_ID):
-                        pieces[index] = detokenisers[position].add(self.target_vocabulary.token(int(token_id)))
-                if any(pieces):
-                    on_text(pieces)
-            for position, index in enumerate(indexes):
-                outputs[index] = {"in": requests[index]["sentence"], "out": text.detokenise(detokenisers[position].tokens)}
-        if beam:
-            for index, output in zip(beam, self.predict_batch([batch[index] for index in beam])):
-                outputs[index] = output
-            pieces = [outputs[index]["out"] if index in beam else "" for index in range(len(requests))]
-            if any(pieces):
-                on_text(pieces)
-        return outputs
+    def open_stream(self) -> ReplyStream:
+        """Replies decoded a token at a time, that requests join and leave between steps."""
+        return ReplyStream(self)
 
     # Helpers ---------------------------------------------------------------------------------------
 
@@ -494,6 +466,51 @@ class ChatbotPredictor:
         if decoding == "greedy":
             temperature = 0.0
         return {"sentence": sentence, "decoding": decoding, "beam_width": beam_width, "temperature": temperature}
+
+
+class ReplyStream:
+    """Replies to requests that join between steps, decoded together a token at a time (the decoder's
+    DecodingBatch): a reply waits neither for the replies decoded before it nor for the longest of
+    them. Greedy and sampled replies gain a word or a punctuation mark a step; beam search's are
+    decoded when added and come whole at the next step (a beam's best reply is only known at its end).
+
+    The platform's streaming protocol (worker/runtime/inference.py): `add(key, inputs)` (ValueError
+    for a bad input), then `step()` while the stream is not empty.
+    """
+
+    def __init__(self, predictor: ChatbotPredictor):
+        self.predictor = predictor
+        self.batch = predictor.decoder.batch(seed=predictor._next_seed())
+        self.replies: dict[Hashable, tuple[str, text.Detokeniser]] = {}  # being decoded: (sentence, words so far)
+        self.whole: dict[Hashable, dict[str, Any]] = {}  # beam search's, sent at the next step
+
+    def __len__(self) -> int:
+        return len(self.batch) + len(self.whole)
+
+    def add(self, key: Hashable, inputs: PredictInput) -> None:
+        request = self.predictor._request(inputs)
+        if request["decoding"] == "beam":
+            tokens = self.predictor._decode([request["sentence"]], request)[0]
+            self.whole[key] = {"in": request["sentence"], "out": text.detokenise(tokens)}
+            return
+        self.batch.add([key], self.predictor._source([request["sentence"]]), temperature=request["temperature"])
+        self.replies[key] = (request["sentence"], text.Detokeniser())
+
+    def step(self) -> tuple[dict[Hashable, str], dict[Hashable, dict[str, Any]]]:
+        """(the text each reply gained, where it gained any; the outputs of the replies that ended)."""
+        pieces = {key: output["out"] for key, output in self.whole.items() if output["out"]}
+        finished, self.whole = self.whole, {}
+        emitted, ended = self.batch.step()
+        vocabulary = self.predictor.target_vocabulary
+        for key, token_id in emitted:
+            if token_id != text.EOS_ID:
+                piece = self.replies[key][1].add(vocabulary.token(token_id))
+                if piece:
+                    pieces[key] = piece
+        for key in ended:
+            sentence, detokeniser = self.replies.pop(key)
+            finished[key] = {"in": sentence, "out": text.detokenise(detokeniser.tokens)}
+        return pieces, finished
 
 
 def _number(data: dict, name: str, default, kind, low, high):

@@ -3,8 +3,10 @@
 The model is called through TensorFlow functions traced once for the padded shapes (any batch size,
 the fixed source length), never through `model.predict`:
 - `greedy` runs the whole greedy loop in one compiled function (the fastest way to a whole reply);
-- `steps` runs a compiled one-step decoder in a Python loop and yields each step's tokens, so that a
-  reply can be streamed as it is decoded (greedy, or sampled with a temperature);
+- `batch` opens a DecodingBatch: a compiled one-step decoder in a Python loop, one token per reply a
+  step, so that replies stream as they are decoded (greedy, or sampled with a temperature); new
+  sources join it and finished replies leave it between steps. `steps` decodes one set of sources
+  that way;
 - `beam_search` keeps the `width` best partial replies per input, by total log-probability
   normalised by length, on the same one-step decoder.
 
@@ -14,7 +16,7 @@ Decoding never emits `_PAD`, `_GO` or `_UNK`: a reply is made of words, and stop
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -51,9 +53,12 @@ class Seq2SeqDecoder:
             ],
         )
         self._greedy = tf.function(self._greedy_loop, input_signature=[source_spec])
-        # The first calls trace and set kernels up: now, not on somebody's first message.
+        # The first calls trace and set kernels up: now, not on somebody's first message. The concrete
+        # step function spares each step the polymorphic function's argument binding (about a third of
+        # a step at small batches).
         warm = np.zeros((1, source_length), dtype=np.int32)
         self.greedy(warm)
+        self._step_concrete = self._step.get_concrete_function()
         next(self.steps(warm), None)
 
     def _initial_states_structure(self):
@@ -94,31 +99,24 @@ class Seq2SeqDecoder:
         """int32 [batch, max_output_length] of token ids (cut them at EOS with text.ids_to_tokens)."""
         return self._greedy(tf.constant(source, tf.int32)).numpy()
 
+    def batch(self, *, seed: int | None = None) -> DecodingBatch:
+        """An empty DecodingBatch; `seed` seeds its sampling."""
+        return DecodingBatch(self, seed=seed)
+
     def steps(
         self, source: np.ndarray, *, temperature: float = 0.0, seed: int | None = None
     ) -> Iterator[np.ndarray]:
         """Each step's next token per input ([batch] int32), until every input has emitted EOS or the
         length limit; inputs already finished get PAD. Temperature 0 is greedy; above 0, tokens are
         drawn from softmax(logits / temperature)."""
-        if temperature < 0:
-            raise ValueError(f"temperature: must be 0 (greedy) or more, got {temperature}")
-        encoder_outputs, mask, flat_states = self._encode(tf.constant(source, tf.int32))
-        batch = source.shape[0]
-        tokens = np.full(batch, GO_ID, dtype=np.int32)
-        finished = np.zeros(batch, dtype=bool)
-        generator = np.random.default_rng(seed)
-        for _ in range(self.max_output_length):
-            logits, flat_states = self._step(tf.constant(tokens), flat_states, encoder_outputs, mask)
-            scores = logits.numpy() + self._bias_numpy
-            if temperature > 0:
-                tokens = _sample(scores / temperature, generator)
-            else:
-                tokens = scores.argmax(axis=-1).astype(np.int32)
-            tokens[finished] = PAD_ID
-            yield tokens.copy()
-            finished |= tokens == EOS_ID
-            if finished.all():
-                return
+        batch = self.batch(seed=seed)
+        batch.add(range(source.shape[0]), source, temperature=temperature)
+        while batch:
+            tokens = np.full(source.shape[0], PAD_ID, dtype=np.int32)
+            emitted, _ = batch.step()
+            for row, token in emitted:
+                tokens[row] = token
+            yield tokens
 
     def beam_search(self, source: np.ndarray, *, width: int = 5) -> list[list[int]]:
         """The best token ids per input (EOS excluded) by log-probability divided by length."""
@@ -159,6 +157,95 @@ class Seq2SeqDecoder:
         else:
             finished.extend((score / len(sequence), sequence) for score, sequence in zip(scores, sequences))
         return max(finished, key=lambda item: item[0])[1] if finished else []
+
+
+class DecodingBatch:
+    """Replies decoded together, one token each a step, that new sources join and finished replies
+    leave between steps: iteration-level batching, as servers of language models do. A reply waits
+    neither for the replies that started before it nor for the longest one beside it, and each step
+    computes only the replies still going.
+
+    Each reply is known by a tag of the caller's. The batch's state is kept in NumPy arrays, so that
+    joining and leaving are array copies rather than TensorFlow operations.
+    """
+
+    def __init__(self, decoder: Seq2SeqDecoder, *, seed: int | None = None):
+        self.decoder = decoder
+        self._generator = np.random.default_rng(seed)
+        self._tags: list[Hashable] = []
+        self._tokens = np.empty(0, dtype=np.int32)  # each reply's latest token, the next step's input
+        self._lengths = np.empty(0, dtype=np.int32)  # tokens emitted
+        self._temperatures = np.empty(0, dtype=np.float32)
+        self._encoder_outputs: np.ndarray | None = None  # [replies, source_length, units]
+        self._mask: np.ndarray | None = None  # [replies, source_length], False on padding
+        self._states: list[np.ndarray] | None = None  # per layer and state, [replies, units]
+        self._joining: list[tuple[list[Hashable], np.ndarray, float]] = []  # encoded at the next step
+
+    def __len__(self) -> int:
+        return len(self._tags) + sum(len(tags) for tags, _, _ in self._joining)
+
+    def add(self, tags: Iterable[Hashable], source: np.ndarray, *, temperature: float = 0.0) -> None:
+        """Sources ([n, source_length] ids) to decode from the next step on, one tag each; temperature
+        0 is greedy, above 0 tokens are drawn from softmax(logits / temperature)."""
+        if not temperature >= 0:
+            raise ValueError(f"temperature: must be 0 (greedy) or more, got {temperature}")
+        tags = list(tags)
+        if len(tags) != source.shape[0]:
+            raise ValueError(f"{len(tags)} tag(s) for {source.shape[0]} source(s)")
+        if tags:
+            self._joining.append((tags, source, temperature))
+
+    def step(self) -> tuple[list[tuple[Hashable, int]], list[Hashable]]:
+        """One token for every reply: ([(tag, token id), ...], the tags of the replies this token
+        ended, with EOS or at the length limit; they leave the batch)."""
+        self._join()
+        if not self._tags:
+            return [], []
+        decoder = self.decoder
+        logits, states = decoder._step_concrete(
+            tf.constant(self._tokens), [tf.constant(state) for state in self._states],
+            tf.constant(self._encoder_outputs), tf.constant(self._mask),
+        )  # fmt: skip
+        scores = logits.numpy() + decoder._bias_numpy
+        tokens = scores.argmax(axis=-1).astype(np.int32)
+        sampled = self._temperatures > 0
+        if sampled.any():
+            tokens[sampled] = _sample(scores[sampled] / self._temperatures[sampled, np.newaxis], self._generator)
+        self._tokens = tokens
+        self._lengths += 1
+        self._states = [state.numpy() for state in states]
+        emitted = list(zip(self._tags, tokens.tolist()))
+        ended = (tokens == EOS_ID) | (self._lengths >= decoder.max_output_length)
+        if not ended.any():
+            return emitted, []
+        finished = [tag for tag, done in zip(self._tags, ended) if done]
+        going = ~ended
+        self._tags = [tag for tag, keep in zip(self._tags, going) if keep]
+        self._tokens, self._lengths, self._temperatures = self._tokens[going], self._lengths[going], self._temperatures[going]
+        self._encoder_outputs, self._mask = self._encoder_outputs[going], self._mask[going]
+        self._states = [state[going] for state in self._states]
+        return emitted, finished
+
+    def _join(self) -> None:
+        """Encode the sources added since the last step, in one call, and append them to the batch."""
+        if not self._joining:
+            return
+        tags = [tag for joining_tags, _, _ in self._joining for tag in joining_tags]
+        source = np.concatenate([joining_source for _, joining_source, _ in self._joining])
+        temperatures = [np.full(len(joining_tags), value, np.float32) for joining_tags, _, value in self._joining]
+        self._joining = []
+        encoder_outputs, mask, states = self.decoder._encode(tf.constant(source, tf.int32))
+        self._tags = self._tags + tags
+        self._tokens = np.concatenate([self._tokens, np.full(len(tags), GO_ID, dtype=np.int32)])
+        self._lengths = np.concatenate([self._lengths, np.zeros(len(tags), dtype=np.int32)])
+        self._temperatures = np.concatenate([self._temperatures, *temperatures])
+        self._encoder_outputs = _append(self._encoder_outputs, encoder_outputs.numpy())
+        self._mask = _append(self._mask, mask.numpy())
+        self._states = [_append(old, new.numpy()) for old, new in zip(self._states or [None] * len(states), states)]
+
+
+def _append(rows: np.ndarray | None, more: np.ndarray) -> np.ndarray:
+    return more if rows is None else np.concatenate([rows, more])
 
 
 def _log_softmax(scores: np.ndarray) -> np.ndarray:

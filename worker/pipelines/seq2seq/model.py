@@ -43,6 +43,7 @@ class Seq2SeqModel(keras.Model):
         cell: str = "gru",
         embedding_size: int | None = None,
         seed: int | None = None,
+        unroll: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -55,13 +56,16 @@ class Seq2SeqModel(keras.Model):
         self.cell = cell
         self.embedding_size = embedding_size or units
         self.seed = seed
+        # Unrolled, a recurrent layer is a straight run of its steps rather than a loop: the same
+        # weights and results, less overhead per call; for serving (short fixed lengths, many calls).
+        self.unroll = unroll
         # With a seed, every initializer gets one of its own derived from it: unseeded, Keras draws their
         # seeds from Python's global `random`, which a worker's reporting thread also draws from.
         seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
 
         def recurrent(name: str):
             return CELLS[cell](
-                units, return_sequences=True, return_state=True, name=name,
+                units, return_sequences=True, return_state=True, name=name, unroll=unroll,
                 kernel_initializer=keras.initializers.GlorotUniform(seed=next(seeds)),
                 recurrent_initializer=keras.initializers.Orthogonal(seed=next(seeds)),
             )
@@ -125,6 +129,7 @@ class Seq2SeqModel(keras.Model):
             "cell": self.cell,
             "embedding_size": self.embedding_size,
             "seed": self.seed,
+            "unroll": self.unroll,
         }
 
 
@@ -138,10 +143,12 @@ def build_model(
     layers: int = 2,
     cell: str = "gru",
     seed: int | None = None,
+    unroll: bool = False,
 ) -> Seq2SeqModel:
     """A model with its weights created (called once on zeros of the padded shapes)."""
     model = Seq2SeqModel(
-        source_vocabulary_size, target_vocabulary_size, units=units, layers=layers, cell=cell, seed=seed
+        source_vocabulary_size, target_vocabulary_size, units=units, layers=layers, cell=cell, seed=seed,
+        unroll=unroll,
     )
     model((ops.zeros((1, source_length), dtype="int32"), ops.zeros((1, target_length), dtype="int32")))
     return model

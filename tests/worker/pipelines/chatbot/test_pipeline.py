@@ -95,23 +95,38 @@ def test_predict_answers_the_books_shape_and_refuses_bad_input(trained):
 
 
 @pytest.mark.tf
-def test_streamed_pieces_add_up_to_each_reply(trained):
+def test_streamed_pieces_add_up_to_each_reply_and_requests_join_between_steps(trained):
     _, result = trained
     predictor = get_pipeline("chatbot").load(result.model_dir)
-    batch = [
-        PredictInput(data={"sentence": "hello"}),
-        PredictInput(data={"sentence": "what is your name?", "decoding": "sample", "temperature": 1.5}),
-        PredictInput(data={"sentence": "hi", "decoding": "beam"}),
-    ]
-    calls: list[list[str]] = []
-    outputs = predictor.predict_stream(batch, calls.append)
-    assert all(len(pieces) == 3 for pieces in calls)
-    for index, output in enumerate(outputs):
-        assert "".join(pieces[index] for pieces in calls) == output["out"]
-    assert outputs[0] == predictor.predict(batch[0])
-    assert outputs[2] == predictor.predict(batch[2])
-    beam_calls = [pieces for pieces in calls if pieces[2]]
-    assert len(beam_calls) <= 1  # beam search's reply comes whole
+    requests = {
+        "greedy": PredictInput(data={"sentence": "hello"}),
+        "sampled": PredictInput(data={"sentence": "what is your name?", "decoding": "sample", "temperature": 1.5}),
+        "beam": PredictInput(data={"sentence": "hi", "decoding": "beam"}),
+        "late": PredictInput(data={"sentence": "how are you?"}),
+    }
+    stream = predictor.open_stream()
+    for key in ("greedy", "sampled", "beam"):
+        stream.add(key, requests[key])
+    with pytest.raises(ValueError, match="sentence: required"):
+        stream.add("bad", PredictInput(data={}))
+    texts = dict.fromkeys(requests, "")
+    outputs, steps = {}, []
+    while stream:
+        if len(steps) == 1:
+            stream.add("late", requests["late"])
+        pieces, finished = stream.step()
+        steps.append(pieces)
+        for key, piece in pieces.items():
+            texts[key] += piece
+        outputs.update(finished)
+    assert set(outputs) == set(requests)
+    for key, output in outputs.items():
+        assert texts[key] == output["out"]
+    for key in ("greedy", "beam", "late"):  # the same reply as a whole prediction
+        assert outputs[key] == predictor.predict(requests[key])
+    assert sum("beam" in pieces for pieces in steps) <= 1  # beam search's reply comes whole
+    assert "late" not in steps[0]  # it joined after the first step...
+    assert ("late" in steps[1]) == bool(outputs["late"]["out"])  # ...and got its first word at the next
 
 
 @pytest.mark.tf

@@ -71,6 +71,32 @@ def test_steps_stop_at_eos_and_pad_finished_replies(reverser):
     assert PAD_ID not in np.concatenate(steps[:-1])
 
 
+def test_a_decoding_batch_takes_sources_between_steps_and_lets_finished_ones_go(reverser):
+    from worker.pipelines.seq2seq.text import EOS_ID
+
+    _, _, source, decoder, _ = reverser
+    batch = decoder.batch()
+    batch.add(["a", "b"], source[:2])
+    tokens: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    finished_at, sizes = {}, []
+    while batch:
+        if len(sizes) == 2:
+            batch.add(["c"], source[2:3])
+        sizes.append(len(batch))
+        emitted, ended = batch.step()
+        for tag, token in emitted:
+            tokens[tag].append(token)
+        finished_at.update(dict.fromkeys(ended, len(sizes)))
+    # Three words and EOS each, "c" from the third step on, as each decodes alone.
+    assert finished_at == {"a": 4, "b": 4, "c": 6}
+    assert sizes == [2, 2, 3, 3, 1, 1]
+    greedy = decoder.greedy(source[:3])
+    assert [tokens[tag] for tag in "abc"] == [greedy[row][:4].tolist() for row in range(3)]
+    assert all(tokens[tag][-1] == EOS_ID for tag in "abc")
+    with pytest.raises(ValueError, match="1 tag\\(s\\) for 2 source"):
+        batch.add(["x"], source[:2])
+
+
 def test_untrained_model_never_emits_special_tokens_and_sampling_is_seeded():
     from worker.pipelines.seq2seq.decoding import Seq2SeqDecoder
     from worker.pipelines.seq2seq.model import build_model
@@ -116,3 +142,17 @@ def test_a_seeded_model_does_not_depend_on_pythons_global_random_generator(cell)
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
     assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
     assert second.get_config()["seed"] == 7
+
+
+def test_an_unrolled_model_decodes_as_the_trained_one(reverser):
+    from worker.pipelines.seq2seq.decoding import Seq2SeqDecoder
+    from worker.pipelines.seq2seq.model import build_model
+
+    vocabulary, _, source, decoder, _ = reverser
+    unrolled = build_model(len(vocabulary), len(vocabulary), source_length=4, target_length=5, units=32, layers=1, unroll=True)
+    unrolled.set_weights(decoder.model.get_weights())
+    serving = Seq2SeqDecoder(unrolled, source_length=4, max_output_length=5)
+    assert unrolled.get_config()["unroll"] is True
+    np.testing.assert_array_equal(serving.greedy(source), decoder.greedy(source))
+    inputs = (source, np.ones((len(source), 5), np.int32))
+    np.testing.assert_allclose(unrolled(inputs), decoder.model(inputs), atol=1e-5)
