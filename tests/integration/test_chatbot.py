@@ -1,11 +1,15 @@
 """A chatbot through the real platform: upload dialogue pairs, train a tiny model on the session's
-Celery worker, predict over REST, and chat over the websocket with replies streamed by the worker."""
+Celery worker, predict over REST, and chat over the websocket with replies streamed by the worker;
+and a Cornell corpus uploaded as a zip (the real sample when DLSITE_REALDATA_DIR is set), validated
+and trained on."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -44,6 +48,55 @@ def dialogue_zip() -> io.BytesIO:
     buffer.seek(0)
     buffer.name = "dialogues.zip"
     return buffer
+
+
+def cornell_zip(tmp_path: Path) -> tuple[io.BytesIO, Path]:
+    """The real sample's two files, or (without it) DIALOGUES as 20 films' conversations in the format."""
+    sample = Path(os.environ.get("DLSITE_REALDATA_DIR") or "/nonexistent") / "cornell"
+    if not sample.is_dir():
+        sample = tmp_path / "cornell"
+        sample.mkdir()
+        lines, conversations = [], []
+        for film in range(20):
+            ids = []
+            for question, answer in DIALOGUES.items():
+                for text in (question, answer):
+                    ids.append(f"L{len(lines)}")
+                    lines.append(f"{ids[-1]} +++$+++ u0 +++$+++ m{film} +++$+++ ANNA +++$+++ {text}")
+            conversations.append(f"u0 +++$+++ u1 +++$+++ m{film} +++$+++ {ids!r}")
+        (sample / "movie_lines.txt").write_text("\n".join(lines) + "\n", encoding="iso-8859-1")
+        (sample / "movie_conversations.txt").write_text("\n".join(conversations) + "\n", encoding="iso-8859-1")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("movie_lines.txt", "movie_conversations.txt"):
+            archive.write(sample / name, f"cornell movie-dialogs corpus/{name}")
+    buffer.seek(0)
+    buffer.name = "cornell.zip"
+    return buffer, sample
+
+
+def test_a_cornell_zip_is_validated_and_trained_on(celery_worker, api, tmp_path):
+    from worker.pipelines.chatbot import data
+
+    archive, folder = cornell_zip(tmp_path)
+    dataset = api.post("/api/v1/datasets/", {"name": "cornell", "kind": "cornell", "file": archive}, format="multipart")
+    assert dataset.status_code == 201, dataset.json()
+    ready = wait_for(
+        lambda: (body := api.get(f"/api/v1/datasets/{dataset.json()['id']}/").json())["status"] != "validating" and body,
+        timeout=180, message="the dataset's validation",
+    )
+    assert ready["status"] == "ready", ready["error"]
+    assert ready["stats"] == data.inspect_cornell(folder) and ready["stats"]["pairs"] > 0
+
+    params = {**PARAMS, "epochs": 1, "max_pairs": 400}
+    run = api.post("/api/v1/runs/", {"pipeline": "chatbot", "params": params, "dataset": ready["id"]}, format="json")
+    assert run.status_code == 201, run.json()
+    finished = wait_for(
+        lambda: (body := api.get(f"/api/v1/runs/{run.json()['id']}/").json())["status"] in ("succeeded", "failed") and body,
+        timeout=600, message="the Cornell run",
+    )
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["summary"]["train_pairs"] > 0
 
 
 def test_train_predict_and_chat(celery_worker, api, other_api, user):
