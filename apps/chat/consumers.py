@@ -23,6 +23,7 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 from django.http import Http404
 
@@ -60,6 +61,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         session = await database_sync_to_async(selectors.chat_session_latest)(user=user, model_version=self.model)
         self.conversation = services.Conversation(user, self.model, session)
         await self.accept()
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections before handling each message, a hop to a
+        # thread and back every time. This consumer reaches the database only through
+        # database_sync_to_async, which does that itself, so a chat message goes without it.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
