@@ -64,12 +64,15 @@ def run_submit(
     try:
         resolved = pipeline_object.resolve_params(params)
     except ParamsError as error:
-        # Errors about one parameter are keyed `params.<name>`; about the whole object, `params`.
-        raise ApiError(
-            "Invalid parameters.",
-            {("params" if key == "params" else f"params.{key}"): value for key, value in error.errors.items()},
-        ) from None
+        raise ApiError("Invalid parameters.", _params_errors(error)) from None
     dataset_row = _dataset_for_run(user=user, pipeline=pipeline_object, reference=dataset)
+    if dataset_row is not None:
+        try:
+            pipeline_object.check_dataset(
+                resolved, kind=dataset_row.kind, stats=_dataset_stats(pipeline=pipeline_object, dataset=dataset_row)
+            )
+        except ParamsError as error:
+            raise ApiError("Invalid parameters for this dataset.", _params_errors(error)) from None
     parent_run = None
     if parent is not None:
         parent_run = Run.objects.filter(owner=user, pk=parent).first()
@@ -100,6 +103,19 @@ def run_submit(
         RunStatusChange.objects.create(run=run, attempt=run.attempt, to_status=RunStatus.QUEUED, reason="submitted")
         run_enqueue(run=run)
     return run
+
+
+def _params_errors(error: ParamsError) -> dict[str, list[str]]:
+    # Errors about one parameter are keyed `params.<name>`; about the whole object, `params`.
+    return {("params" if key == "params" else f"params.{key}"): value for key, value in error.errors.items()}
+
+
+def _dataset_stats(*, pipeline, dataset: Dataset) -> dict:
+    """What the dataset's inspection found; for a built-in, the statistics its pipeline declares."""
+    if dataset.source == Dataset.Source.BUILTIN:
+        builtin = pipeline.builtin_dataset(dataset.name)
+        return {**(builtin.stats if builtin else {}), **dataset.stats}
+    return dataset.stats
 
 
 def run_enqueue(*, run: Run) -> None:

@@ -71,7 +71,8 @@ class BuiltinDataset:
     """A dataset generated offline or read from an installed package, named `builtin:<name>`.
 
     `build(cache_root, params)` makes (or finds, cached) the dataset under `cache_root` and returns
-    its folder and a content hash, so runs record exactly which data they saw.
+    its folder and a content hash, so runs record exactly which data they saw. `stats` are what the
+    kind's `inspect` would return for it, known without building it, for `Pipeline.check_dataset`.
     """
 
     name: str
@@ -79,6 +80,7 @@ class BuiltinDataset:
     title: str
     description: str
     build: Callable[[Path, Params], tuple[Path, str]]
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,14 @@ class Pipeline(ABC):
             return self.Params.model_validate(raw or {})
         except ValidationError as error:
             raise ParamsError(_errors_by_field(error)) from None
+
+    def check_dataset(self, params: Params, *, kind: str, stats: dict[str, Any]) -> None:
+        """Refuse, before anything is queued, params that cannot work on a dataset of `kind`.
+
+        `stats` are what the kind's `inspect` stored at upload (a built-in dataset's `stats`); a check
+        judges only what they settle and leaves the rest to `train`. Raises ParamsError with messages
+        per field. Runs in the web process: nothing heavy may be imported. By default all is accepted.
+        """
 
     def dataset_kind(self, name: str) -> DatasetKind | None:
         return next((kind for kind in self.dataset_kinds if kind.name == name), None)

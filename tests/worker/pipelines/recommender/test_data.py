@@ -51,6 +51,8 @@ def test_online_retail_statistics_for_the_upload_check(retail_folder):
         "baskets": 6,
         "first": "2010-12-01 08:26:00",
         "last": "2010-12-02 11:00:00",
+        "rows_at_first": 2,
+        "users_with_two_or_more": 2,
     }
 
 

@@ -97,3 +97,16 @@ def test_static_metrics_report_the_books_precision_at_5_and_the_rest_at_k():
     assert metrics["recall_at_6"] == 1.0
     assert metrics["coverage_at_6"] == 12 / 13
     assert set(metrics) == {"precision_at_5", "recall_at_6", "ndcg_at_6", "map_at_6", "coverage_at_6"}
+
+
+def test_precision_of_known_users_leaves_out_the_groups_of_unknown_customers():
+    # Group 0 (an unknown customer, -1) has 2 hits, group 1 (user 4) has 1 hit of its 2 rows.
+    predicted = np.array([[1, 5, 6, 7, 8], [3, 9, 0, 10, 11]])
+
+    metrics = evaluation.static_metrics(INDPTR, TRUE, predicted, k=5, num_items=13, group_users=np.array([-1, 4]))
+
+    assert metrics["precision_at_5"] == 3 / 10
+    assert metrics["precision_at_5_known_users"] == 1 / 5
+    assert evaluation.hits_per_group(INDPTR, TRUE, predicted).tolist() == [2, 1]
+    unknown_only = evaluation.static_metrics(INDPTR, TRUE, predicted, k=5, num_items=13, group_users=np.array([-1, -1]))
+    assert "precision_at_5_known_users" not in unknown_only

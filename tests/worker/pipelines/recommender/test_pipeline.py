@@ -145,6 +145,8 @@ def test_popularity_on_the_retail_file_scores_exactly(retail_folder, tmp_path):
     assert result.metrics["recall_at_5"] == 1.0
     assert result.metrics["top5_accuracy"] == 1.0
     assert result.metrics["lift_precision_at_5"] == 1.0
+    assert result.metrics["precision_at_5_known_users"] == 0.4  # 536369 alone: 2 hits of 1 x 5
+    assert result.metrics["lift_precision_at_5_known_users"] == 1.0
     assert (result.metrics["evaluated_users"], result.metrics["evaluated_items"]) == (1.0, 3.0)
     assert result.summary["split"] == "dates" and result.summary["exclude_seen"] is False
     assert ctx.metrics["baseline_precision_at_5"] == {0: 0.3, 1: 0.3}  # before training and with the final figures

@@ -39,6 +39,8 @@ def test_the_books_cleaning_of_the_real_sample(retail_folder):
         "baskets": 1594,
         "first": "2010-12-01 08:26:00",
         "last": "2010-12-20 16:11:00",
+        "rows_at_first": 7,  # the seven lines of invoice 536365, the book's df.head()
+        "users_with_two_or_more": 834,
     }
     frame = data.load_interactions(retail_folder, "online_retail").frame
     assert frame.iloc[0][["user", "item", "basket"]].tolist() == ["17850", "85123A", "536365"]
