@@ -1,7 +1,8 @@
 // Chat over /ws/chat/<model_version_id>/: the client sends {"message"}; the server streams
 // {"type": "token", "text"} pieces, then one {"type": "reply", "text": <whole reply>}; errors are
-// {"type": "error", "message"} and the socket stays open. A dropped socket is opened again, and
-// {"type": "history"} brings the conversation back on every connection.
+// {"type": "error", "message"} and the socket stays open. While a reply has not started, the bot's
+// bubble shows that it is typing. A dropped socket is opened again, and {"type": "history"} brings
+// the conversation back on every connection.
 (function () {
   const modelId = document.currentScript.dataset.model;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -17,7 +18,7 @@
     4404: "This model does not exist, or you may not use it.",
   };
   let socket = null;
-  let replying = null; // the <li> the streamed reply goes into
+  let replying = null; // the <li> the streamed reply goes into (typing until its first piece)
   let retryDelay = 1000;
   let everOpened = false;
 
@@ -28,6 +29,24 @@
     log.appendChild(item);
     item.scrollIntoView({ block: "end" });
     return item;
+  }
+
+  function typing() {
+    const item = add("bot", "");
+    item.classList.add("chat-typing");
+    item.setAttribute("aria-label", "The bot is typing");
+    return item;
+  }
+
+  function stopTyping(item) {
+    item.classList.remove("chat-typing");
+    item.removeAttribute("aria-label");
+    return item;
+  }
+
+  function dropTyping() {
+    if (replying && replying.classList.contains("chat-typing")) replying.remove();
+    replying = null;
   }
 
   function showError(text) {
@@ -56,21 +75,21 @@
         log.innerHTML = "";
         event.messages.forEach((message) => add(message.role === "user" ? "user" : "bot", message.text));
       } else if (event.type === "token") {
-        replying = replying || add("bot", "");
+        replying = stopTyping(replying || add("bot", ""));
         replying.textContent += event.text;
       } else if (event.type === "reply") {
-        (replying || add("bot", "")).textContent = event.text;
+        stopTyping(replying || add("bot", "")).textContent = event.text;
         replying = null;
         enable(true);
       } else if (event.type === "error") {
-        replying = null;
+        dropTyping();
         showError(event.message);
         enable(true);
       }
     };
     socket.onclose = (closed) => {
       enable(false);
-      replying = null;
+      dropTyping();
       if (REFUSALS[closed.code] || (closed.code >= 4400 && closed.code < 4500)) {
         connection.textContent = "Not connected.";
         showError(REFUSALS[closed.code] || `The chat refused the connection (code ${closed.code}).`);
@@ -90,6 +109,7 @@
     const text = input.value.trim();
     if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
     add("user", text);
+    replying = typing();
     socket.send(JSON.stringify({ message: text }));
     input.value = "";
     enable(false);

@@ -346,3 +346,46 @@ def test_the_run_page_reconnects_and_fills_in_what_it_missed(web_server, databas
     finally:
         page_server.stop()
         api.close()
+
+
+# Records that the bot's typing bubble appeared, however briefly (a tiny model replies in milliseconds).
+TYPING_OBSERVER = """
+window.sawTyping = false;
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("chat-log");
+  if (log) new MutationObserver(() => { if (log.querySelector(".chat-typing")) window.sawTyping = true; })
+    .observe(log, {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
+});
+"""
+
+
+def test_chat_with_a_trained_bot_streams_its_reply_and_keeps_the_conversation(web_server, alice_token, chromium):
+    api = httpx.Client(base_url=f"{web_server}/api/v1", headers={"Authorization": f"Token {alice_token}"}, timeout=30)
+    params = {"epochs": 1, "units": 16, "layers": 1, "max_pairs": 200, "batch_size": 32, "optimizer": "adam"}
+    run = api.post("/runs/", json={"pipeline": "chatbot", "params": params})
+    assert run.status_code == 201, run.text
+    finished = wait_for(
+        lambda: (body := api.get(f"/runs/{run.json()['id']}/").json())["status"] in ("succeeded", "failed") and body,
+        timeout=TRAIN_TIMEOUT_MS / 1000, message="the chatbot run",
+    )
+    assert finished["status"] == "succeeded", finished["error"]
+    model_id = finished["model_version"]["id"]
+    expected = api.post(f"/models/{model_id}/predict/", json={"sentence": "hello"}).json()["out"]  # greedy: the same
+
+    page = new_page(chromium, web_server)
+    page.context.add_init_script(TYPING_OBSERVER)
+    sign_in(page, "alice", "alice-password")
+    page.goto(f"/chat/{model_id}/")
+    expect(page.locator("#chat-input")).to_be_enabled()
+    page.fill("#chat-input", "hello")
+    page.get_by_role("button", name="Send").click()
+    bot = page.locator(".chat-bot")
+    expect(bot).to_have_count(1)
+    expect(bot).not_to_have_class(re.compile("chat-typing"))
+    expect(bot).to_have_text(expected)
+    assert page.evaluate("window.sawTyping")
+    expect(page.locator("#chat-input")).to_be_enabled()  # ready for the next message
+    shot(page, "chat-conversation")
+
+    page.reload()  # the conversation comes back from the server
+    expect(page.locator(".chat-message")).to_have_text(["hello", expected])
