@@ -43,6 +43,14 @@ class Seq2SeqDecoder:
         source_spec = tf.TensorSpec([None, source_length], tf.int32)
         state_specs = [tf.TensorSpec([None, units], tf.float32)] * sum(self._state_shapes)
         self._encode = tf.function(self._encode_flat, input_signature=[source_spec], reduce_retracing=False)
+        # Sources are left-padded, and most are much shorter than source_length: a DecodingBatch encodes
+        # only the last `length` columns, for the shortest of these lengths that holds every token (a
+        # masked step leaves the state as it was, so the result is the same; each length is traced once).
+        self._encode_lengths = sorted({max(1, -(-source_length // 4)), max(1, -(-source_length // 2)), source_length})
+        self._encoders = {
+            length: tf.function(self._encode_flat).get_concrete_function(tf.TensorSpec([None, length], tf.int32))
+            for length in self._encode_lengths
+        }
         self._step = tf.function(
             self._step_flat,
             input_signature=[
@@ -59,7 +67,20 @@ class Seq2SeqDecoder:
         warm = np.zeros((1, source_length), dtype=np.int32)
         self.greedy(warm)
         self._step_concrete = self._step.get_concrete_function()
+        for length in self._encode_lengths:
+            self._encoders[length](tf.constant(warm[:, -length:]))
         next(self.steps(warm), None)
+
+    def encode_tokens(self, source: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(encoder outputs [n, source_length, units], mask, flat final states) of left-padded
+        sources, computed over the shortest traced length that holds every source's tokens."""
+        tokens = int((source != PAD_ID).sum(axis=1).max(initial=0))
+        length = next(length for length in self._encode_lengths if length >= tokens)
+        outputs, mask, states = self._encoders[length](tf.constant(source[:, -length:], tf.int32))
+        padding = self.source_length - length
+        outputs = np.pad(outputs.numpy(), ((0, 0), (padding, 0), (0, 0)))  # positions the mask hides
+        mask = np.pad(mask.numpy(), ((0, 0), (padding, 0)), constant_values=False)
+        return outputs, mask, [state.numpy() for state in states]
 
     def _initial_states_structure(self):
         return [[None] * self.model.states_per_layer for _ in range(self.model.layer_count)]
@@ -234,14 +255,14 @@ class DecodingBatch:
         source = np.concatenate([joining_source for _, joining_source, _ in self._joining])
         temperatures = [np.full(len(joining_tags), value, np.float32) for joining_tags, _, value in self._joining]
         self._joining = []
-        encoder_outputs, mask, states = self.decoder._encode(tf.constant(source, tf.int32))
+        encoder_outputs, mask, states = self.decoder.encode_tokens(source)
         self._tags = self._tags + tags
         self._tokens = np.concatenate([self._tokens, np.full(len(tags), GO_ID, dtype=np.int32)])
         self._lengths = np.concatenate([self._lengths, np.zeros(len(tags), dtype=np.int32)])
         self._temperatures = np.concatenate([self._temperatures, *temperatures])
-        self._encoder_outputs = _append(self._encoder_outputs, encoder_outputs.numpy())
-        self._mask = _append(self._mask, mask.numpy())
-        self._states = [_append(old, new.numpy()) for old, new in zip(self._states or [None] * len(states), states)]
+        self._encoder_outputs = _append(self._encoder_outputs, encoder_outputs)
+        self._mask = _append(self._mask, mask)
+        self._states = [_append(old, new) for old, new in zip(self._states or [None] * len(states), states)]
 
 
 def _append(rows: np.ndarray | None, more: np.ndarray) -> np.ndarray:

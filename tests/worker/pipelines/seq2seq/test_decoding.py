@@ -97,6 +97,21 @@ def test_a_decoding_batch_takes_sources_between_steps_and_lets_finished_ones_go(
         batch.add(["x"], source[:2])
 
 
+def test_short_sources_are_encoded_over_their_tokens_only_with_the_same_result(reverser):
+    from worker.pipelines.seq2seq import text
+
+    vocabulary, _, _, decoder, _ = reverser
+    source = text.source_array([["red"], ["cat", "dog"], ["sun", "red", "blue"]], vocabulary, 4)
+    for rows in (source[:1], source[:2], source):  # encoded over 1, 2 and all 4 columns
+        outputs, mask, states = decoder.encode_tokens(rows)
+        full_outputs, full_mask, full_states = decoder._encode(rows)
+        np.testing.assert_array_equal(mask, full_mask.numpy())
+        np.testing.assert_allclose(outputs[mask], full_outputs.numpy()[mask], atol=1e-6)
+        for state, full_state in zip(states, full_states):
+            np.testing.assert_allclose(state, full_state.numpy(), atol=1e-6)
+    assert [length for length in decoder._encode_lengths] == [1, 2, 4]
+
+
 def test_untrained_model_never_emits_special_tokens_and_sampling_is_seeded():
     from worker.pipelines.seq2seq.decoding import Seq2SeqDecoder
     from worker.pipelines.seq2seq.model import build_model
