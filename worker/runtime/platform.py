@@ -104,39 +104,57 @@ class PlatformRunContext(RunContext):
 
     def _flush_once(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
-            report, self._report = self._report, RunReport()
             uploads, self._uploads = self._uploads, []
         try:
             close_old_connections()
-            outcome = services.run_report(run_id=self.run_id, attempt=self.attempt, report=report)
-            if not outcome.owned:
-                self.lost_ownership = True
+            if not self._report_pending(loop):
                 return
-            events_send(run_id=self.run_id, events=outcome.events, loop=loop)
-            self._cancelled = self._cancelled or outcome.cancel_requested
             for path, kind, metadata, is_checkpoint in uploads:
-                self._upload(path, kind, metadata, is_checkpoint)
-        except (IntegrityError, DataError):
-            # The batch itself is bad (it would fail again): drop it rather than retry forever.
-            logger.exception("run %s: a report batch was refused by the database and dropped", self.run_id)
+                self._upload(path, kind, metadata, is_checkpoint, loop)
+        except Exception:
+            # A database hiccup must not kill training: try the uploads again next tick.
+            logger.exception("run %s: flush failed, retrying", self.run_id)
             with self._lock:
                 self._uploads = uploads + self._uploads
+
+    def _report_pending(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Record what was reported since the last time; False once another worker owns the run.
+
+        A batch the database refuses (it would fail again) is dropped; on any other failure it is put
+        back, before what was reported meanwhile, and the error raised.
+        """
+        with self._lock:
+            report, self._report = self._report, RunReport()
+        try:
+            outcome = services.run_report(run_id=self.run_id, attempt=self.attempt, report=report)
+        except (IntegrityError, DataError):
+            logger.exception("run %s: a report batch was refused by the database and dropped", self.run_id)
+            return True
         except Exception:
-            # A database hiccup must not kill training: put the batch back and try again next tick.
-            logger.exception("run %s: flush failed, retrying", self.run_id)
             with self._lock:
                 report.metrics.extend(self._report.metrics)
                 report.log_lines.extend(self._report.log_lines)
                 if self._report.progress is not None:
                     report.progress, report.progress_message = self._report.progress, self._report.progress_message
                 self._report = report
-                self._uploads = uploads + self._uploads
+            raise
+        if not outcome.owned:
+            self.lost_ownership = True
+            return False
+        events_send(run_id=self.run_id, events=outcome.events, loop=loop)
+        self._cancelled = self._cancelled or outcome.cancel_requested
+        return True
 
-    def _upload(self, path: Path, kind: str, metadata: dict, is_checkpoint: bool) -> None:
+    def _upload(self, path: Path, kind: str, metadata: dict, is_checkpoint: bool, loop: asyncio.AbstractEventLoop) -> None:
         if is_checkpoint:
             step = metadata["step"]
             name = f"checkpoint-{step:06d}.zip"
             storage_path, size, sha256 = upload_folder_zip(path, f"runs/{self.run_id}/checkpoints/{name}")
+            # The folder may have moved on since it was marked: the zip can hold a later step, whose
+            # metrics were reported before it was saved but may not be recorded yet. Record them before
+            # the checkpoint, so a run resumed from it has every step's metrics.
+            if not self._report_pending(loop):
+                return
         else:
             name = str(path.relative_to(self.artifacts_dir)) if path.is_relative_to(self.artifacts_dir) else path.name
             storage_path, size, sha256 = upload_file(path, f"runs/{self.run_id}/artifacts/{name}")
