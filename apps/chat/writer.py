@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
+from collections.abc import Callable
 
 from channels.db import database_sync_to_async
 
 from apps.chat import services
+from dlsite.loops import per_event_loop
 
 logger = logging.getLogger(__name__)
-
-_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 class MessageWriter:
     def __init__(self) -> None:
@@ -60,10 +58,4 @@ def _store(messages: list[services.NewMessage]) -> None:
         _store([message])
 
 
-def writer() -> MessageWriter:
-    """The writer of the running event loop."""
-    loop = asyncio.get_running_loop()
-    found = _writers.get(loop)
-    if found is None:
-        found = _writers[loop] = MessageWriter()
-    return found
+writer: Callable[[], MessageWriter] = per_event_loop(MessageWriter)  # the running event loop's

@@ -25,13 +25,14 @@ import json
 import logging
 import time
 import uuid
-import weakref
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.registry.models import ModelVersion
+from dlsite.loops import per_event_loop
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ READ_AT_ONCE = 1000  # messages taken from an inbox per wake-up
 # time round its loop: at least once a second while idle, after each batch while busy.
 LEASE_SECONDS = 10
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_inboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def prediction_output_path(prediction_id: int, name: str) -> str:
@@ -62,14 +61,10 @@ class PredictTimeout(Exception):
     """No worker answered within the prediction timeout."""
 
 
-def client() -> aioredis.Redis:
-    """One connection pool per event loop (a pool cannot cross loops)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = aioredis.from_url(settings.REDIS_URL, socket_timeout=None)  # BLPOP has its own timeout
-        _clients[loop] = client
-    return client
+# One connection pool per event loop (a pool cannot cross loops). BLPOP has its own timeout.
+client: Callable[[], aioredis.Redis] = per_event_loop(
+    lambda: aioredis.from_url(settings.REDIS_URL, socket_timeout=None)
+)
 
 
 def model_reference(model: ModelVersion) -> dict:
@@ -144,12 +139,7 @@ class Inbox:
                     replies.queue.put_nowait(message[KEY_LENGTH:])
 
 
-def inbox() -> Inbox:
-    loop = asyncio.get_running_loop()
-    found = _inboxes.get(loop)
-    if found is None:
-        found = _inboxes[loop] = Inbox()
-    return found
+inbox: Callable[[], Inbox] = per_event_loop(Inbox)  # this event loop's
 
 
 def send_predict_task(pending_key: str = PENDING_KEY) -> None:
