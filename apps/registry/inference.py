@@ -159,7 +159,10 @@ async def submit(
         key=key, reply_to=replies.inbox.key, model=model, files=files, data=data, deadline=deadline, stream=stream
     )
     try:
-        async with client().pipeline(transaction=True) as pipe:
+        # No MULTI needed: once the request is in, no worker can end the lease (RELEASE_IF_IDLE waits
+        # for an empty list), so either the lease is there and its worker serves the request, or it is
+        # free and this view takes it.
+        async with client().pipeline(transaction=False) as pipe:
             pipe.rpush(PENDING_KEY, request)
             pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
             _, took_lease = await pipe.execute()
