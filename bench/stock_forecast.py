@@ -6,8 +6,9 @@
 Part 1 trains the pipeline (through a LocalRunContext, the code a worker runs) with each of the
 book's four settings, several seeds each, since the book's single run cannot be matched bit for bit
 (TF1's initialisation draws differ): the mean, spread and range over seeds show the run-to-run noise
-that the book's figure should fall in. Beside each: the naive "tomorrow = today" baseline computed
-correctly and by the book's broadcasting formula. The MSFT rows need the Quandl WIKI CSV
+that the book's figure should fall in. `--cell-init book` gives the LSTM rows TF1's BasicLSTMCell
+initialisation instead of Keras' (param `cell_init`). Beside each: the naive "tomorrow = today"
+baseline computed correctly and by the book's broadcasting formula. The MSFT rows need the Quandl WIKI CSV
 ($DLSITE_REALDATA_DIR/stock_msft/WIKI-MSFT.csv, or --wiki-csv); without it they are skipped.
 
 Part 2 asks whether any model beats the naive baseline on the built-in MSFT 2000-2013 series,
@@ -123,7 +124,18 @@ def main() -> None:
     parser.add_argument("--wiki-csv", type=Path, default=default_csv, help="the Quandl WIKI MSFT CSV")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default: all)")
     parser.add_argument("--seed-values", nargs="+", type=int, help="these seeds for every part, instead of the counts")
+    parser.add_argument(
+        "--cell-init", choices=("keras", "book"), default="keras",
+        help="the LSTM rows' kernel initialisation (param cell_init; book: TF1's BasicLSTMCell's)",
+    )
+    parser.add_argument("--epochs", type=int, help="override the book's epochs in part 1 (for a quick look)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="TensorFlow's thread pools, as a worker's DLSITE_WORKER_THREADS caps them",
+    )
     args = parser.parse_args()
+    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(variable, str(args.threads))  # read when TensorFlow starts, in train
 
     pipeline = get_pipeline("stock_forecast")
     work_root = Path(tempfile.mkdtemp(prefix="bench-stock-"))
@@ -139,6 +151,10 @@ def main() -> None:
             print(f"{label}: skipped, no WIKI CSV (set DLSITE_REALDATA_DIR or --wiki-csv)\n")
             continue
         is_lstm = overrides["model"] == "lstm"
+        if is_lstm:
+            overrides = {**overrides, "cell_init": args.cell_init}
+        if args.epochs:
+            overrides = {**overrides, "epochs": args.epochs}
         count = (args.msft_lstm_seeds if dataset_name == "wiki" else args.lstm_seeds) if is_lstm else args.seeds
         seeds = args.seed_values or [101, *range(1, count)]
         runs = []
@@ -148,7 +164,8 @@ def main() -> None:
             runs.append(train(pipeline, dataset, params, seed, work_root, label[:30]))
         metrics = [run[0] for run in runs]
         summary = runs[0][1]
-        print(f"{label}")
+        print(f"{label}" + (f", cell_init {params.cell_init}" if is_lstm else "")
+              + (f", {params.epochs} epochs" if args.epochs else ""))  # fmt: skip
         print(f"  data: {summary['values']} values ({summary['first_date']}..{summary['last_date']}), "
               f"{summary['train_windows']} train / {summary['test_windows']} test windows")  # fmt: skip
         print(f"  book test MSE      {book_mse}")

@@ -66,6 +66,11 @@ BOOK_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
 }  # fmt: skip
 
 
+# The recurrent models whose TF1 cell (BasicLSTMCell, BasicRNNCell) `cell_init="book"` reproduces;
+# TF1's GRUCell is another GRU (reset before the recurrent matmul, gate biases of 1).
+BOOK_INIT_MODELS = ("lstm", "rnn")
+
+
 class StockForecastParams(Params):
     model: Literal["linear", "lstm", "gru", "rnn"] = Field(
         "lstm",
@@ -92,6 +97,12 @@ class StockForecastParams(Params):
         None, gt=0, le=1024, description="Cells per recurrent layer (book: n_embeddings); unused by linear."
     )
     recurrent_layers: int = Field(1, ge=1, le=4, description="Stacked recurrent layers (the book: one).")
+    cell_init: Literal["keras", "book"] = Field(
+        "keras",
+        description="Recurrent kernels' initialisation. keras: Glorot-uniform input kernel, orthogonal recurrent "
+        "kernel; book: TF1's BasicLSTMCell / BasicRNNCell, one Glorot-uniform kernel over [input, state] (lstm and "
+        "rnn only; on the book's MSFT and cosine runs it scored no closer to the book, docs/RESULTS.md).",
+    )
     output_init_stddev: float | None = Field(
         None,
         gt=0,
@@ -159,6 +170,12 @@ class StockForecastParams(Params):
     def _check_dates(self) -> StockForecastParams:
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ValueError("start must not be after end")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cell_init(self) -> StockForecastParams:
+        if self.cell_init == "book" and self.model not in BOOK_INIT_MODELS:
+            raise ValueError(f"cell_init book is TF1's LSTM and SimpleRNN initialisation; use keras for {self.model}")
         return self
 
 
@@ -377,7 +394,7 @@ def _build(params: StockForecastParams):
 
     return build_model(
         model=params.model, window=params.window, units=params.units, recurrent_layers=params.recurrent_layers,
-        output_init_stddev=params.output_init_stddev,
+        output_init_stddev=params.output_init_stddev, cell_init=params.cell_init, seed=params.seed,
     )
 
 

@@ -52,6 +52,8 @@ def test_defaults_and_explicit_values(pipeline):
     from_form = pipeline.resolve_params({"model": "gru", "optimizer": "book", "epochs": "12"})
     assert (from_form.optimizer, from_form.epochs, from_form.units) == ("adagrad", 12, 256)
     assert pipeline.resolve_params({"model": "lstm", "optimizer": "adam"}).optimizer == "adam"
+    assert (defaults.cell_init, from_form.cell_init) == ("keras", "keras")
+    assert pipeline.resolve_params({"model": "rnn", "cell_init": "book"}).cell_init == "book"
     # The stored params validate again to the same values (the runner re-reads them).
     assert pipeline.Params.model_validate(explicit.model_dump(mode="json")) == explicit
     assert pipeline.default_dataset == "msft"
@@ -69,6 +71,9 @@ def test_defaults_and_explicit_values(pipeline):
         ({"validation_split": 0.9}, {"validation_split": ["Input should be less than or equal to 0.5"]}),
         ({"start": "2016-01-01", "end": "2015-01-01"}, {"params": ["Value error, start must not be after end"]}),
         ({"start": "yesterday"}, {"start": ["Input should be a valid date or datetime, input is too short"]}),
+        ({"cell_init": "he"}, {"cell_init": ["Input should be 'keras' or 'book'"]}),
+        ({"model": "gru", "cell_init": "book"},
+         {"params": ["Value error, cell_init book is TF1's LSTM and SimpleRNN initialisation; use keras for gru"]}),
     ],
 )
 def test_invalid_params_are_rejected_by_field(pipeline, raw, errors):
@@ -113,6 +118,97 @@ def test_the_output_layer_is_truncated_normal_with_the_books_stddev():
 
     assert np.all(np.abs(weights) <= 20.0) and 7.0 < weights.std() < 10.0  # cut at 2 stddev: std 8.8
     assert bias.tolist() == [0.0]
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"model": "linear"},
+        {"model": "lstm", "units": 6, "cell_init": "book", "output_init_stddev": 10.0},
+        {"model": "lstm", "units": 6, "cell_init": "keras"},
+        {"model": "gru", "units": 6},
+        {"model": "rnn", "units": 6, "cell_init": "book"},
+        {"model": "lstm", "units": 6, "recurrent_layers": 2, "cell_init": "book"},
+    ],
+)
+def test_a_seeded_model_does_not_depend_on_pythons_global_random_generator(kwargs):
+    # A worker's reporting thread draws from `random` while a run builds its model.
+    import random
+
+    from worker.pipelines.stock_forecast.model import build_model
+
+    first = build_model(window=5, seed=101, **kwargs)
+    random.random()
+    second = build_model(window=5, seed=101, **kwargs)
+    other = build_model(window=5, seed=102, **kwargs)
+
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights(), strict=True))
+    assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
+    # Each initializer has a seed of its own: no two random kernels are the same draw.
+    kernels = [weights for weights in first.get_weights() if weights.ndim == 2]
+    assert len({weights.ravel()[0] for weights in kernels}) == len(kernels)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize(("model", "gates"), [("lstm", 4), ("rnn", 1)])
+def test_the_books_cell_init_is_tf1s_joint_glorot_kernel(model, gates):
+    from worker.pipelines.stock_forecast.model import build_model
+
+    units = 64
+    layer = build_model(model=model, window=20, units=units, cell_init="book", seed=101).get_layer(f"{model}1")
+    kernel, recurrent, bias = layer.get_weights()
+
+    # TF1: one kernel (1 + units, gates * units), glorot_uniform over that joint shape.
+    limit = np.sqrt(6 / (1 + units + gates * units))
+    joint = np.concatenate([kernel, recurrent])
+    assert joint.shape == (1 + units, gates * units)
+    assert np.abs(joint).max() <= limit and np.abs(joint).max() > 0.99 * limit
+    assert joint.std() == pytest.approx(limit / np.sqrt(3), rel=0.02)  # uniform's sd, not orthogonal's
+    # A zero bias, and BasicLSTMCell's forget_bias=1.0 on the forget gate (Keras' order: i, f, c, o).
+    expected_bias = np.zeros(gates * units)
+    if model == "lstm":
+        expected_bias[units : 2 * units] = 1.0
+    assert bias.tolist() == expected_bias.tolist()
+
+
+@pytest.mark.tf
+def test_keras_cell_init_keeps_the_orthogonal_recurrent_kernel():
+    from worker.pipelines.stock_forecast.model import build_model
+
+    layer = build_model(model="lstm", window=20, units=16, cell_init="keras", seed=101).get_layer("lstm1")
+    recurrent = layer.get_weights()[1]
+
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(16), atol=1e-5)
+
+
+@pytest.mark.tf
+def test_the_keras_lstm_computes_tf1s_basic_lstm_cell():
+    """The book's cell written out (TF1's BasicLSTMCell.call) on Keras' weights laid out as TF1's."""
+    from worker.pipelines.stock_forecast.model import build_model
+
+    units, window = 5, 7
+    model = build_model(model="lstm", window=window, units=units, cell_init="book", seed=3)
+    kernel, recurrent, bias = model.get_layer("lstm1").get_weights()
+    head, head_bias = model.get_layer("output").get_weights()
+    i, f, c, o = (slice(k * units, (k + 1) * units) for k in range(4))
+    # TF1's layout: rows [x, h], columns i, j, f, o; forget_bias added as a constant, not in the bias.
+    joint = np.concatenate([kernel, recurrent])
+    joint = np.concatenate([joint[:, i], joint[:, c], joint[:, f], joint[:, o]], axis=1)
+    tf1_bias = np.concatenate([bias[i], bias[c], bias[f] - 1.0, bias[o]])
+    x = np.random.default_rng(0).normal(size=(3, window, 1)).astype(np.float32)
+
+    def sigmoid(value):
+        return 1 / (1 + np.exp(-value))
+
+    state, output = np.zeros((3, units)), np.zeros((3, units))
+    for step in range(window):
+        gates = np.concatenate([x[:, step], output], axis=1) @ joint + tf1_bias
+        input_gate, new_input, forget_gate, output_gate = np.split(gates, 4, axis=1)
+        state = state * sigmoid(forget_gate + 1.0) + sigmoid(input_gate) * np.tanh(new_input)
+        output = np.tanh(state) * sigmoid(output_gate)
+
+    np.testing.assert_allclose(np.asarray(model(x)), output @ head + head_bias, rtol=1e-4, atol=1e-5)
 
 
 # Training ----------------------------------------------------------------------------------------
