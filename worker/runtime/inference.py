@@ -115,18 +115,24 @@ def serve_pending(pending_key: str) -> int:
     release_if_idle = client.register_script(RELEASE_IF_IDLE)
     lease_key = pending_key + LEASE_SUFFIX
     streams = Streams()
-    answered = 0
+    answered, worked = 0, False
     replies: list[tuple[ReplyTo, str]] = []  # (to whom, JSON message): a round's tokens and replies
     idle_since = started = time.monotonic()
     while True:
-        room = settings.PREDICT_BATCH_SIZE - streams.in_flight
+        # Handing over: finish the replies being decoded, take nothing new (it waits for the next task).
+        handing_over = worked and time.monotonic() - started > SERVE_SECONDS_PER_TASK
+        room = 0 if handing_over else settings.PREDICT_BATCH_SIZE - streams.in_flight
         with client.pipeline(transaction=False) as pipe:
             _push_replies(pipe, replies)  # the last round's, with the next pop: one round trip
             if room > 0:
                 pipe.lpop(pending_key, room)
             pipe.expire(lease_key, LEASE_SECONDS)  # still serving
-            requests = (pipe.execute()[-2] if room > 0 else None) or []
+            results = pipe.execute()
+        requests = (results[-2] or []) if room > 0 else []
         replies = []
+        if handing_over and not streams:
+            send_predict_task(pending_key)  # the lease stays, for the next task
+            return answered
         if len(requests) == settings.PREDICT_BATCH_SIZE and client.set(pending_key + ":helped", 1, nx=True, ex=1):
             send_predict_task(pending_key)
         if not requests and not streams:
@@ -144,13 +150,7 @@ def serve_pending(pending_key: str) -> int:
         tokens, finished = streams.step()
         answered += len(replies) + len(finished)
         replies += tokens + finished  # a reply's tokens go before it
-        idle_since = time.monotonic()
-        if idle_since - started > SERVE_SECONDS_PER_TASK and not streams:
-            with client.pipeline(transaction=False) as pipe:
-                _push_replies(pipe, replies)
-                pipe.execute()
-            send_predict_task(pending_key)  # the lease stays, for the next task
-            return answered
+        idle_since, worked = time.monotonic(), True
 
 
 def _push_replies(pipe: redis.client.Pipeline, replies: list[tuple[ReplyTo, str]]) -> None:

@@ -269,3 +269,18 @@ def test_a_stream_that_fails_fails_each_of_its_requests(pending, monkeypatch):
 
     assert inference.serve_pending(pending) == 2
     assert [messages(pending, key) for key in keys] == [[{"status": 500, "message": "Prediction failed: RuntimeError."}]] * 2
+
+
+def test_a_task_handing_over_finishes_its_streams_and_leaves_new_requests_to_the_next(pending, monkeypatch, sent_tasks):
+    monkeypatch.setattr(inference, "SERVE_SECONDS_PER_TASK", 0)
+    late: list[str] = []
+    stream = SpellingStream(on_step=lambda step: late.append(push_stream(pending, "no")) if step == 1 else None)
+    stream_with(monkeypatch, stream)
+    first = push_stream(pending, "hello")
+
+    assert inference.serve_pending(pending) == 1
+
+    assert messages(pending, first)[-1] == {"status": 200, "body": {"out": "hello"}}  # finished, all five letters
+    assert stream.steps == 5 and messages(pending, late[0]) == []
+    assert inference.redis_client().llen(pending) == 1  # "no" waits for the next task
+    assert sent_tasks == [("worker.tasks.predict", [pending])]
