@@ -167,7 +167,7 @@ async def submit(
             pipe.set(PENDING_KEY + LEASE_SUFFIX, key, nx=True, ex=LEASE_SECONDS)
             _, took_lease = await pipe.execute()
         if took_lease:  # no worker is serving the list, nor about to
-            await sync_to_async(send_predict_task, thread_sensitive=False)()
+            await sync_to_async(send_predict_task, thread_sensitive=False)(PENDING_KEY)
     except BaseException:
         replies.close()
         raise

@@ -4,6 +4,8 @@ real worker are tested in tests/integration/test_chatbot.py."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis
 from asgiref.sync import async_to_sync
@@ -12,7 +14,8 @@ from django.conf import settings
 from apps.chat import selectors, services
 from apps.chat.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHORISED
 from apps.chat.models import ChatMessage, ChatSession
-from apps.registry.inference import LEASE_SUFFIX, PENDING_KEY, PREDICT_TASK
+from apps.registry import inference
+from apps.registry.inference import LEASE_SUFFIX, PREDICT_TASK
 from apps.registry.models import ModelVersion
 from dlsite.asgi import application
 from tests.apps.factories import make_model_version
@@ -30,10 +33,13 @@ def chatbot(user):
 
 
 @pytest.fixture(autouse=True)
-def no_pending_requests():
-    """Requests these tests leave for a worker that never comes, removed from the shared Redis."""
-    yield
-    redis.Redis.from_url(settings.REDIS_URL).delete(PENDING_KEY, PENDING_KEY + LEASE_SUFFIX)
+def own_pending_list(monkeypatch):
+    """Requests go to a pending list of the test's own, which no worker serves (not even the test
+    session's, if another test started it), removed from the shared Redis afterwards."""
+    key = f"dlsite-test:chat-pending:{uuid.uuid4().hex}"
+    monkeypatch.setattr(inference, "PENDING_KEY", key)
+    yield key
+    redis.Redis.from_url(settings.REDIS_URL).delete(key, key + LEASE_SUFFIX)
 
 
 def path_for(user, model: ModelVersion | int) -> str:
@@ -110,7 +116,9 @@ def test_bad_messages_get_an_error_and_the_socket_stays_open(user, chatbot):
     assert not ChatMessage.objects.exists()
 
 
-def test_a_reply_that_does_not_come_in_time_is_an_error_and_the_message_is_kept(user, chatbot, settings, sent_tasks):
+def test_a_reply_that_does_not_come_in_time_is_an_error_and_the_message_is_kept(
+    user, chatbot, settings, sent_tasks, own_pending_list
+):
     settings.PREDICT_TIMEOUT = 0.5
     path = path_for(user, chatbot)
 
@@ -126,7 +134,8 @@ def test_a_reply_that_does_not_come_in_time_is_an_error_and_the_message_is_kept(
 
     error, history = run_async(body)
     assert error == {"type": "error", "message": "No reply within 0.5 s; try again later."}
-    assert [name for name, *_ in sent_tasks] == [PREDICT_TASK]  # the request was handed to the inference queue
+    # The request was handed to the inference queue, for its pending list.
+    assert [(name, args) for name, args, _ in sent_tasks] == [(PREDICT_TASK, [own_pending_list])]
     session = ChatSession.objects.get()
     assert (session.owner, session.model_version) == (user, chatbot)
     assert [(m["role"], m["text"]) for m in history["messages"]] == [("user", "anyone there?")]
