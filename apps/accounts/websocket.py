@@ -16,6 +16,24 @@ from django.http.request import validate_host
 from rest_framework.authtoken.models import Token
 
 
+# Close codes for a refused connection, as HTTP's 401, 403 and 404 in the 4000 range.
+CLOSE_UNAUTHORISED = 4401
+CLOSE_BAD_ORIGIN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+def refusal(scope) -> int | None:
+    """The close code for a connection this middleware's scope does not allow (no signed-in user, or a
+    cookie session from an origin not allowed); None when it may go on. Only a signed-in cookie session
+    is a session: a client with no credentials is unauthorised wherever it comes from."""
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return CLOSE_UNAUTHORISED
+    if scope.get("auth_method") == "session" and not scope.get("origin_allowed"):
+        return CLOSE_BAD_ORIGIN
+    return None
+
+
 @database_sync_to_async
 def _user_for_token(key: str):
     token = Token.objects.select_related("user").filter(key=key).first()

@@ -22,34 +22,31 @@ import json
 import time
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
+from apps.accounts.websocket import CLOSE_NOT_FOUND, refusal
 from apps.chat import selectors, services, streaming
 from apps.chat.models import ChatMessage
 from apps.chat.writer import writer
 from apps.registry.inference import PredictTimeout, model_reference
 
 
-CLOSE_UNAUTHORISED = 4401
-CLOSE_BAD_ORIGIN = 4403
-CLOSE_NOT_FOUND = 4404
 MAX_MESSAGE_CHARACTERS = 2000
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    channel_layer_alias = None  # replies come through the process's prediction inbox, not a channel
     written_latest: asyncio.Future | None = None  # done once the latest message is stored
 
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHORISED)
+        refused = refusal(self.scope)
+        if refused is not None:
+            await self.close(code=refused)
             return
-        if self.scope.get("auth_method") == "session" and not self.scope.get("origin_allowed"):
-            await self.close(code=CLOSE_BAD_ORIGIN)
-            return
+        user = self.scope["user"]
         model_version_id = int(self.scope["url_route"]["kwargs"]["model_version_id"])
         try:
             self.model = await database_sync_to_async(selectors.chat_model_get_usable)(

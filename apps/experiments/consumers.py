@@ -32,15 +32,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import Http404
 
+from apps.accounts.websocket import CLOSE_NOT_FOUND, refusal
 from apps.experiments import selectors
 from apps.experiments.events import run_group_name
 from apps.experiments.models import TERMINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORISED = 4401
-CLOSE_NOT_FOUND = 4404
-CLOSE_BAD_ORIGIN = 4403
 INBOX_SIZE = 100  # batches waiting for a slow client; more are dropped, and it gets a snapshot instead
 RECEIVE_RETRY_FIRST, RECEIVE_RETRY_MAX = 0.05, 2.0  # seconds between tries while Redis is away
 
@@ -57,15 +55,11 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             self.unsubscribe()
 
     async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHORISED)
+        refused = refusal(self.scope)
+        if refused is not None:
+            await self.close(code=refused)
             return
-        # Only a signed-in cookie session is a session: a client with no credentials is unauthorised
-        # wherever it comes from.
-        if self.scope.get("auth_method") == "session" and not self.scope.get("origin_allowed"):
-            await self.close(code=CLOSE_BAD_ORIGIN)
-            return
+        user = self.scope["user"]
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         if await database_sync_to_async(selectors.run_event_position)(user=user, run_id=self.run_id) is None:
             await self.close(code=CLOSE_NOT_FOUND)

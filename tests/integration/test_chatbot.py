@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 
-from apps.chat.consumers import CLOSE_NOT_FOUND
+from apps.accounts.websocket import CLOSE_NOT_FOUND
 from apps.chat.models import ChatMessage, ChatSession
 from apps.experiments.models import Run, RunStatus
 from dlsite.asgi import application

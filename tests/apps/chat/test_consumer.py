@@ -12,7 +12,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from apps.chat import selectors, services
-from apps.chat.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHORISED
+from apps.accounts.websocket import CLOSE_NOT_FOUND, CLOSE_UNAUTHORISED
 from apps.chat.models import ChatMessage, ChatSession
 from apps.registry import inference
 from apps.registry.inference import LEASE_SUFFIX, PREDICT_TASK

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from apps.experiments.consumers import CLOSE_BAD_ORIGIN, CLOSE_NOT_FOUND, CLOSE_UNAUTHORISED
+from apps.accounts.websocket import CLOSE_BAD_ORIGIN, CLOSE_NOT_FOUND, CLOSE_UNAUTHORISED
 from apps.experiments.events import events_publish
 from apps.experiments.models import Metric, Run, RunStatus
 from dlsite.asgi import application
