@@ -21,7 +21,19 @@ def _uniform(dim: int, seed: int):
     return keras.initializers.RandomUniform(-scale, scale, seed=seed)
 
 
-class MatrixFactorization(keras.Model):
+class _FactorTables(keras.Model):
+    """What MF and BPR share for scoring: user and item factors and an item bias."""
+
+    def factors(self) -> dict[str, np.ndarray]:
+        # MF's global and user biases do not change a user's ranking: the book drops them when scoring.
+        return {
+            "user_factors": self.user_factors.numpy(),
+            "item_factors": self.item_factors.numpy(),
+            "item_bias": self.item_bias.numpy(),
+        }
+
+
+class MatrixFactorization(_FactorTables):
     """r_ui = global + b_u + b_i + p_u . q_i, trained as binary classification (book: log-loss MF)."""
 
     def __init__(self, num_users: int, num_items: int, factors: int, *, seed: int = 1):
@@ -65,16 +77,8 @@ class MatrixFactorization(keras.Model):
 
         return train_step
 
-    def factors(self) -> dict[str, np.ndarray]:
-        # The global and user biases do not change a user's ranking: the book drops them when scoring.
-        return {
-            "user_factors": self.user_factors.numpy(),
-            "item_factors": self.item_factors.numpy(),
-            "item_bias": self.item_bias.numpy(),
-        }
 
-
-class BayesianPersonalizedRanking(keras.Model):
+class BayesianPersonalizedRanking(_FactorTables):
     """x_uij = (b_i + p_u . q_i) - (b_j + p_u . q_j); no user or global bias, they cancel (book: BPR-Opt)."""
 
     def __init__(self, num_users: int, num_items: int, factors: int, *, seed: int = 1):
@@ -113,13 +117,6 @@ class BayesianPersonalizedRanking(keras.Model):
             return loss
 
         return train_step
-
-    def factors(self) -> dict[str, np.ndarray]:
-        return {
-            "user_factors": self.user_factors.numpy(),
-            "item_factors": self.item_factors.numpy(),
-            "item_bias": self.item_bias.numpy(),
-        }
 
 
 def build_lstm(

@@ -181,6 +181,25 @@ def _restore_model_state(model, optimizer, state: dict[str, np.ndarray]) -> None
         variable.assign(state[f"optimizer_{index}"])
 
 
+def _train_factor_model(
+    ctx: RunContext, params, model, optimizer, *, run_epoch: Callable[[int], float | None], evaluate: Evaluate
+) -> Trained:
+    """MF's or BPR's epochs (checkpointed with the optimizer's state, evaluated after each), scored by its
+    factors."""
+    history, done, stopped = _epochs(
+        ctx,
+        params,
+        run_epoch=run_epoch,
+        current=lambda: _model_state(model, optimizer),
+        restore=lambda state: _restore_model_state(model, optimizer, state),
+        evaluate=lambda state: evaluate(factor_scorer(model.factors())),
+    )
+    factors = model.factors()
+    return Trained(
+        scorer=factor_scorer(factors), factors=factors, history=history, epochs_completed=done, stopped=stopped
+    )
+
+
 def train_matrix_factorization(ctx: RunContext, encoded: Encoded, params, evaluate: Evaluate) -> Trained:
     import keras
     import tensorflow as tf
@@ -219,18 +238,7 @@ def train_matrix_factorization(ctx: RunContext, encoded: Encoded, params, evalua
             ctx.progress(epoch + (batch + 1) / batches, params.epochs, f"epoch {epoch + 1}/{params.epochs}")
         return float(np.mean(losses))
 
-    history, done, stopped = _epochs(
-        ctx,
-        params,
-        run_epoch=run_epoch,
-        current=lambda: _model_state(model, optimizer),
-        restore=lambda state: _restore_model_state(model, optimizer, state),
-        evaluate=lambda state: evaluate(factor_scorer(model.factors())),
-    )
-    factors = model.factors()
-    return Trained(
-        scorer=factor_scorer(factors), factors=factors, history=history, epochs_completed=done, stopped=stopped
-    )
+    return _train_factor_model(ctx, params, model, optimizer, run_epoch=run_epoch, evaluate=evaluate)
 
 
 def train_bpr(ctx: RunContext, encoded: Encoded, params, evaluate: Evaluate) -> Trained:
@@ -270,18 +278,7 @@ def train_bpr(ctx: RunContext, encoded: Encoded, params, evaluate: Evaluate) -> 
             )
         return float(np.mean(losses))
 
-    history, done, stopped = _epochs(
-        ctx,
-        params,
-        run_epoch=run_epoch,
-        current=lambda: _model_state(model, optimizer),
-        restore=lambda state: _restore_model_state(model, optimizer, state),
-        evaluate=lambda state: evaluate(factor_scorer(model.factors())),
-    )
-    factors = model.factors()
-    return Trained(
-        scorer=factor_scorer(factors), factors=factors, history=history, epochs_completed=done, stopped=stopped
-    )
+    return _train_factor_model(ctx, params, model, optimizer, run_epoch=run_epoch, evaluate=evaluate)
 
 
 # LSTM session models ---------------------------------------------------------------------------------
