@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,37 +66,33 @@ def _find(folder: Path, name: str) -> Path:
 def read_cornell(folder: Path) -> Dialogues:
     """The book's read_lines + read_conversations, skipping conversations with missing lines."""
     lines_path, conversations_path = _find(folder, CORNELL_LINES), _find(folder, CORNELL_CONVERSATIONS)
-    lines: dict[str, str] = {}
-    with lines_path.open(encoding=CORNELL_ENCODING, newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(SEPARATOR)
-            if len(fields) != 5:
-                raise ValueError(
-                    f"{lines_path.name}:{number}: expected 5 fields separated by '{SEPARATOR.strip()}', "
-                    f"got {len(fields)}"
-                )
-            lines[fields[0].strip()] = fields[-1].strip()
+    lines = {fields[0].strip(): fields[-1].strip() for _, fields in _cornell_records(lines_path, 5)}
     conversations, skipped = [], 0
-    with conversations_path.open(encoding=CORNELL_ENCODING, newline="") as handle:
+    for number, fields in _cornell_records(conversations_path, 4):
+        line_ids = _LINE_ID.findall(fields[3])
+        if not line_ids:
+            raise ValueError(f"{conversations_path.name}:{number}: no line ids in {fields[3].strip()!r}")
+        if any(line_id not in lines for line_id in line_ids):
+            skipped += 1
+            continue
+        conversations.append([lines[line_id] for line_id in line_ids])
+    return Dialogues(conversations, skipped)
+
+
+def _cornell_records(path: Path, field_count: int) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of a Cornell file; ValueError naming the file and
+    line for a line with another number of fields."""
+    with path.open(encoding=CORNELL_ENCODING, newline="") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             fields = line.rstrip("\r\n").split(SEPARATOR)
-            if len(fields) != 4:
+            if len(fields) != field_count:
                 raise ValueError(
-                    f"{conversations_path.name}:{number}: expected 4 fields separated by '{SEPARATOR.strip()}', "
+                    f"{path.name}:{number}: expected {field_count} fields separated by '{SEPARATOR.strip()}', "
                     f"got {len(fields)}"
                 )
-            line_ids = _LINE_ID.findall(fields[3])
-            if not line_ids:
-                raise ValueError(f"{conversations_path.name}:{number}: no line ids in {fields[3].strip()!r}")
-            if any(line_id not in lines for line_id in line_ids):
-                skipped += 1
-                continue
-            conversations.append([lines[line_id] for line_id in line_ids])
-    return Dialogues(conversations, skipped)
+            yield number, fields
 
 
 def inspect_cornell(folder: Path) -> dict:
