@@ -61,6 +61,11 @@ class ReplyTo(NamedTuple):
         return cls(request["reply_to"], request["key"])
 
 
+def model_key(model: dict) -> str:
+    """What identifies a model version's archive: its hash, else its storage path."""
+    return model["sha256"] or model["storage_path"]
+
+
 class PredictorCache:
     """Predictors by model archive hash, least recently used evicted first."""
 
@@ -70,7 +75,7 @@ class PredictorCache:
         self._lock = threading.Lock()
 
     def get(self, model: dict) -> Predictor:
-        key = model["sha256"] or model["storage_path"]
+        key = model_key(model)
         with self._lock:
             predictor = self._predictors.get(key)
             if predictor is not None:
@@ -215,7 +220,7 @@ class Streams:
     def add(self, model: dict, reply_to: ReplyTo, inputs: PredictInput) -> str | None:
         """Join the model's stream; the JSON reply instead if the request is refused at once (a bad
         input is a 400) or cannot stream (its predictor answers it whole)."""
-        name = model["sha256"] or model["storage_path"]
+        name = model_key(model)
         try:
             if name not in self._open:
                 predictor = predictor_cache().get(model)
